@@ -1,0 +1,1 @@
+"""Tessera's gRPC services: issuer, validator, registry, and what they share."""

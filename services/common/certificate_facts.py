@@ -1,0 +1,78 @@
+"""What Tessera reads out of a certificate for records and verdicts:
+subject text, subject alternative names, key type, and protobuf timestamps."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tessera.common.v1 import common_pb2
+
+_SAN_TYPES: dict[type[x509.GeneralName], int] = {
+    x509.DNSName: common_pb2.SubjectAltName.TYPE_DNS,
+    x509.UniformResourceIdentifier: common_pb2.SubjectAltName.TYPE_URI,
+    x509.RFC822Name: common_pb2.SubjectAltName.TYPE_EMAIL,
+    x509.IPAddress: common_pb2.SubjectAltName.TYPE_IP,
+}
+
+_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def timestamp(moment: dt.datetime) -> Timestamp:
+    """A protobuf Timestamp for an aware datetime."""
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def from_timestamp(stamp: Timestamp) -> dt.datetime:
+    """An aware UTC datetime from a protobuf Timestamp."""
+    return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def subject_text(name: x509.Name) -> str:
+    """RFC 4514 text of a name; empty for an empty name."""
+    return name.rfc4514_string()
+
+
+def subject_alt_names(
+    certificate: x509.Certificate | x509.CertificateSigningRequest,
+) -> list[common_pb2.SubjectAltName]:
+    """The SAN entries Tessera understands, in the order they appear."""
+    try:
+        extension = certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return []
+    return general_names_to_proto(list(extension.value))
+
+
+def general_names_to_proto(
+    names: list[x509.GeneralName],
+) -> list[common_pb2.SubjectAltName]:
+    """SAN entries as protobuf messages; other name forms are shown as text."""
+    result = []
+    for name in names:
+        kind = _SAN_TYPES.get(type(name), common_pb2.SubjectAltName.TYPE_UNSPECIFIED)
+        value = name.value
+        text = value if isinstance(value, str) else str(value)
+        result.append(common_pb2.SubjectAltName(type=kind, value=text))
+    return result
+
+
+def key_type(public_key: PublicKeyTypes) -> str:
+    """A short description such as "EC P-256", "RSA 3072" or "Ed25519"."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return f"RSA {public_key.key_size}"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"EC {_CURVE_NAMES.get(public_key.curve.name, public_key.curve.name)}"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    if isinstance(public_key, ed448.Ed448PublicKey):
+        return "Ed448"
+    return type(public_key).__name__

@@ -1,0 +1,174 @@
+"""Configuration of a Tessera installation.
+
+Values come, strongest first, from command-line flags, ``TESSERA_*``
+environment variables (nested with ``__``, for example
+``TESSERA_ISSUER__PUBLIC_BASE_URL``), a TOML file (``--config`` or
+``TESSERA_CONFIG``), and the embedded defaults below. The defaults run the
+whole suite on one machine: SQLite under the data directory, an in-process
+cache, software CA keys, every listener on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+KeySpec = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
+ClientKeyType = Literal["rsa", "ec-p256", "ec-p384", "ed25519"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/tessera``, else ``~/.local/share/tessera``."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "tessera"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IssuerConfig(_Section):
+    """The issuer service."""
+
+    listen: str = "127.0.0.1:50051"
+    # None: the shared database under the data directory.
+    database_url: str | None = None
+    # Base of the CRL, OCSP and CA-certificate URLs written into certificates.
+    public_base_url: str = "http://127.0.0.1:8080"
+    organization: str = "Tessera"
+    root_validity_days: int = Field(default=7300, ge=1, le=36500)
+    intermediate_validity_days: int = Field(default=1825, ge=1, le=36500)
+    root_key: KeySpec = "ec-p384"
+    intermediate_key: KeySpec = "ec-p256"
+    # Where new CA keys are generated: a signer URI prefix ("file:" keeps
+    # them under <data_dir>/keys).
+    key_store: str = "file:"
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_base_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class RegistryConfig(_Section):
+    """The registry service."""
+
+    listen: str = "127.0.0.1:50052"
+    database_url: str | None = None
+    # How often the cache sync looks at the revocation log; it also runs
+    # right after each revocation this process records.
+    cache_sync_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+
+
+class ValidatorConfig(_Section):
+    """The validator service."""
+
+    listen: str = "127.0.0.1:50053"
+    # None: the registry's listen address.
+    registry_address: str | None = None
+    # How long a frontdoor's trust anchors are reused before asking again.
+    trust_store_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Deadline for the registry when the cache cannot answer.
+    registry_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+
+
+class KeyPolicyConfig(_Section):
+    """Platform-wide limits on client keys; frontdoor profiles may only narrow."""
+
+    allowed_key_types: tuple[ClientKeyType, ...] = ("rsa", "ec-p256", "ec-p384")
+    min_rsa_bits: int = Field(default=2048, ge=2048, le=16384)
+    max_rsa_bits: int = Field(default=8192, ge=2048, le=16384)
+
+
+class Settings(BaseSettings):
+    """Everything a Tessera process reads at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TESSERA_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Unset: an in-process cache, so all services must run in one process.
+    redis_url: str | None = None
+    # None: the shared database under the data directory.
+    audit_database_url: str | None = None
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Prometheus metrics; an empty string turns the endpoint off.
+    metrics_listen: str = "127.0.0.1:9464"
+    key_policy: KeyPolicyConfig = KeyPolicyConfig()
+    issuer: IssuerConfig = IssuerConfig()
+    registry: RegistryConfig = RegistryConfig()
+    validator: ValidatorConfig = ValidatorConfig()
+
+    @property
+    def shared_database_url(self) -> str:
+        """The SQLite database every service uses unless told otherwise."""
+        return f"sqlite:///{self.data_dir.resolve() / 'tessera.db'}"
+
+    @property
+    def issuer_database_url(self) -> str:
+        return self.issuer.database_url or self.shared_database_url
+
+    @property
+    def registry_database_url(self) -> str:
+        return self.registry.database_url or self.shared_database_url
+
+    @property
+    def audit_url(self) -> str:
+        return self.audit_database_url or self.shared_database_url
+
+    @property
+    def registry_address(self) -> str:
+        return self.validator.registry_address or self.registry.listen
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which value and why."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings from flags (``overrides``), environment and file."""
+    if config_file is None and os.environ.get("TESSERA_CONFIG"):
+        config_file = Path(os.environ["TESSERA_CONFIG"])
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"configuration file {config_file} does not exist")
+
+    class _Configured(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources = [init_settings, env_settings]
+            if config_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, config_file))
+            return tuple(sources)
+
+    values = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return _Configured(**values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,38 @@
+"""Prometheus metrics of the services, and the endpoint that serves them."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+RPC_DURATION = Histogram(
+    "tessera_rpc_duration_seconds",
+    "Time spent serving gRPC calls, by service, method and status code.",
+    ["service", "method", "code"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CERTIFICATES_ISSUED = Counter(
+    "tessera_certificates_issued_total",
+    "Client certificates signed, by frontdoor.",
+    ["frontdoor"],
+)
+REVOCATIONS = Counter(
+    "tessera_revocations_total",
+    "Certificates revoked, by frontdoor and RFC 5280 reason.",
+    ["frontdoor", "reason"],
+)
+VERDICTS = Counter(
+    "tessera_validation_verdicts_total",
+    "Validation verdicts, by frontdoor and first reason.",
+    ["frontdoor", "reason"],
+)
+REVOCATION_LOOKUPS = Counter(
+    "tessera_revocation_lookups_total",
+    "How the validator established revocation status: cache, registry, or unknown.",
+    ["source"],
+)
+
+
+def serve_metrics(listen: str) -> None:
+    """Serve /metrics on ``host:port`` in a background thread."""
+    host, _, port = listen.rpartition(":")
+    start_http_server(int(port), addr=host or "127.0.0.1")

@@ -1,0 +1,1 @@
+"""The issuer: the CA hierarchy, CSR policy, issuance and revocation."""

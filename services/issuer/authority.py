@@ -1,0 +1,386 @@
+"""The CA hierarchy: the platform root and one intermediate per frontdoor.
+
+The hierarchy reserves a row before it creates a key, so two issuer
+processes never create the same CA twice and an interrupted creation
+resumes. It knows keys only through the signer contract and their URIs;
+every signature with a CA key is audited before and after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPublicKeyTypes,
+)
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy.exc import IntegrityError
+
+from services.common import identifiers
+from services.common.audit import AuditLog
+from services.common.clock import Clock
+from services.common.config import IssuerConfig
+from services.common.database import Database
+from services.common.errors import PolicyRefusal, Unavailable
+from services.issuer.models import AuthorityRow
+from services.issuer.profile import (
+    PublicationUrls,
+    Validity,
+    intermediate_name,
+    intermediate_template,
+    root_name,
+    root_template,
+    signature_hash,
+)
+from signers.api import (
+    KeySpec,
+    Signer,
+    SignerContext,
+    SignerError,
+    load_plugin,
+    uri_scheme,
+)
+
+ROOT = "root"
+INTERMEDIATE = "intermediate"
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA whose key Tessera can sign with."""
+
+    role: str
+    frontdoor: str
+    key_id: str
+    certificate: x509.Certificate
+    signer: Signer
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(Encoding.DER)
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningContext:
+    """What the audit log records about a signature, and who makes it."""
+
+    serial_number: int
+    subject: x509.Name
+    signer: Signer
+    issuer_key_id: str
+    actor: str
+    # "root", "intermediate" or "client".
+    kind: str
+    frontdoor: str
+
+
+def _key_id(public_key: CertificateIssuerPublicKeyTypes) -> str:
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).key_identifier.hex()
+
+
+def random_serial_number() -> int:
+    """A positive serial number of 159 random bits.
+
+    ASN.1 INTEGER is signed, so 159 bits is the most that fits the 20 octets
+    RFC 5280 allows without a sign octet; it is far above the 64 bits CA/B
+    practice asks for.
+    """
+    while True:
+        serial_number = x509.random_serial_number()
+        if serial_number > 0:
+            return serial_number
+
+
+class Hierarchy:
+    """Creates and opens the CAs whose keys the issuer uses."""
+
+    def __init__(
+        self,
+        database: Database,
+        config: IssuerConfig,
+        signer_context: SignerContext,
+        audit: AuditLog,
+        clock: Clock,
+    ) -> None:
+        self._database = database
+        self._config = config
+        self._signer_context = signer_context
+        self._audit = audit
+        self._clock = clock
+        self.urls = PublicationUrls(config.public_base_url)
+        self._authorities: dict[str, CertificateAuthority] = {}
+        self._lock = threading.Lock()
+
+    # The platform root and frontdoor intermediates ---------------------
+
+    def ensure_root(self, actor: str) -> CertificateAuthority:
+        """The platform root, created on first start."""
+        row = self._reserved_row(ROOT, "", self._config.root_key)
+        if row.status == "active":
+            return self._open(row)
+
+        signer = self._open_or_generate(row.signer_uri, self._config.root_key)
+        public_key = signer.public_key()
+        key_id = _key_id(public_key)
+        serial_number = random_serial_number()
+        subject = root_name(self._config.organization, key_id)
+        template = root_template(
+            subject,
+            public_key,
+            serial_number,
+            Validity.starting(self._clock.now(), self._config.root_validity_days),
+        )
+        certificate = self.sign(
+            template,
+            SigningContext(serial_number, subject, signer, key_id, actor, "root", ""),
+        )
+        return self._activate(row, key_id, certificate, signer)
+
+    def root(self) -> CertificateAuthority:
+        """The platform root; it must have been created by ``ensure_root``."""
+        row = self._row(ROOT, "")
+        if row is None or row.status != "active":
+            raise Unavailable("the platform root does not exist yet; start the issuer")
+        return self._open(row)
+
+    def ensure_intermediate(self, frontdoor: str, actor: str) -> CertificateAuthority:
+        """The frontdoor's first intermediate, created or resumed."""
+        row = self._reserved_row(INTERMEDIATE, frontdoor, self._config.intermediate_key)
+        if row.status == "active":
+            return self._open(row)
+
+        root = self.root()
+        signer = self._open_or_generate(row.signer_uri, self._config.intermediate_key)
+        public_key = signer.public_key()
+        key_id = _key_id(public_key)
+        serial_number = random_serial_number()
+        subject = intermediate_name(self._config.organization, frontdoor, key_id)
+        template = intermediate_template(
+            subject,
+            public_key,
+            serial_number,
+            Validity.starting(
+                self._clock.now(),
+                self._config.intermediate_validity_days,
+                cap=root.certificate.not_valid_after_utc,
+            ),
+            root.certificate,
+            root.key_id,
+            self.urls,
+        )
+        certificate = self.sign(
+            template,
+            SigningContext(
+                serial_number,
+                subject,
+                root.signer,
+                root.key_id,
+                actor,
+                "intermediate",
+                frontdoor,
+            ),
+        )
+        return self._activate(row, key_id, certificate, signer)
+
+    def issuing_authority(
+        self, frontdoor: str, registered_key_ids: list[str]
+    ) -> CertificateAuthority:
+        """The intermediate that signs for a frontdoor: the newest one the
+        registry publishes as an anchor and this issuer holds the key of."""
+        with self._database.reading() as session:
+            rows = session.scalars(
+                sa.select(AuthorityRow)
+                .where(AuthorityRow.role == INTERMEDIATE)
+                .where(AuthorityRow.frontdoor == frontdoor)
+                .where(AuthorityRow.status == "active")
+                .order_by(AuthorityRow.generation.desc())
+            ).all()
+        for row in rows:
+            if row.key_id in registered_key_ids:
+                return self._open(row)
+        raise PolicyRefusal(
+            f"frontdoor {frontdoor!r} has no intermediate that this issuer holds the "
+            "key of and the registry publishes; recreate the frontdoor or restore "
+            "the issuer's database"
+        )
+
+    # Signing ------------------------------------------------------------
+
+    def sign(
+        self, template: x509.CertificateBuilder, context: SigningContext
+    ) -> x509.Certificate:
+        """Sign a certificate with a CA key, audited before and after."""
+        details = {
+            "serial_number": identifiers.format_serial(context.serial_number),
+            "issuer_key_id": context.issuer_key_id,
+            "subject": context.subject.rfc4514_string(),
+            "kind": context.kind,
+            "frontdoor": context.frontdoor,
+        }
+        actor = context.actor
+        self._audit.record("certificate.sign", actor=actor, outcome="intent", **details)
+        try:
+            certificate = template.sign(
+                context.signer.private_key(),
+                signature_hash(context.signer.public_key()),
+            )
+        except (SignerError, ValueError) as error:
+            self._audit.record(
+                "certificate.sign",
+                actor=actor,
+                outcome="failure",
+                error=str(error),
+                **details,
+            )
+            raise Unavailable(
+                f"the signer of CA {context.issuer_key_id} could not sign: {error}"
+            ) from error
+        self._audit.record(
+            "certificate.sign",
+            actor=actor,
+            outcome="success",
+            fingerprint=identifiers.fingerprint(certificate),
+            **details,
+        )
+        return certificate
+
+    # Rows and signers ---------------------------------------------------
+
+    def _row(self, role: str, frontdoor: str) -> AuthorityRow | None:
+        with self._database.reading() as session:
+            return session.scalar(
+                sa.select(AuthorityRow)
+                .where(AuthorityRow.role == role)
+                .where(AuthorityRow.frontdoor == frontdoor)
+                .order_by(AuthorityRow.generation.desc())
+                .limit(1)
+            )
+
+    def _reserved_row(self, role: str, frontdoor: str, spec: KeySpec) -> AuthorityRow:
+        """The CA's row, inserted as pending when there is none yet.
+
+        Two processes may race here; the unique constraint lets one insert,
+        and both then continue with the same row and the same key URI.
+        """
+        row = self._row(role, frontdoor)
+        if row is not None:
+            return row
+        name = f"{role}-{frontdoor}" if frontdoor else role
+        try:
+            with self._database.writing() as session:
+                row = AuthorityRow(
+                    role=role,
+                    frontdoor=frontdoor,
+                    generation=1,
+                    signer_uri=self._new_key_uri(f"{name}-1"),
+                    status="pending",
+                    created_at=self._clock.now(),
+                )
+                session.add(row)
+                session.flush()
+                return row
+        except IntegrityError:
+            row = self._row(role, frontdoor)
+            assert row is not None, "the row that won the insert race must exist"
+            return row
+
+    def _new_key_uri(self, name: str) -> str:
+        scheme = uri_scheme(self._config.key_store)
+        if scheme != "file":
+            raise SignerError(
+                f"new CA keys can only be generated with the file: key store; "
+                f"{scheme}: keys are created with 'tessera ca init'"
+            )
+        return f"file:keys/{name}.pem"
+
+    def _open_or_generate(self, uri: str, spec: KeySpec) -> Signer:
+        plugin = load_plugin(uri_scheme(uri), self._signer_context)
+        try:
+            return plugin.open(uri)
+        except SignerError as missing:
+            try:
+                return plugin.generate(uri, spec)
+            except SignerError:
+                raise missing from None
+
+    def _activate(
+        self,
+        row: AuthorityRow,
+        key_id: str,
+        certificate: x509.Certificate,
+        signer: Signer,
+    ) -> CertificateAuthority:
+        with self._database.writing() as session:
+            updated = session.execute(
+                sa.update(AuthorityRow)
+                .where(AuthorityRow.id == row.id)
+                .where(AuthorityRow.status == "pending")
+                .values(
+                    key_id=key_id,
+                    certificate=certificate.public_bytes(Encoding.DER),
+                    status="active",
+                )
+            )
+            won = updated.rowcount == 1  # type: ignore[attr-defined]
+        if not won:
+            # A concurrent request finished the same CA first; use its result.
+            fresh = self._row(row.role, row.frontdoor)
+            assert fresh is not None
+            return self._open(fresh)
+        authority = CertificateAuthority(
+            role=row.role,
+            frontdoor=row.frontdoor,
+            key_id=key_id,
+            certificate=certificate,
+            signer=signer,
+        )
+        with self._lock:
+            self._authorities[key_id] = authority
+        return authority
+
+    def _open(self, row: AuthorityRow) -> CertificateAuthority:
+        assert row.key_id is not None
+        assert row.certificate is not None
+        with self._lock:
+            cached = self._authorities.get(row.key_id)
+        if cached is not None:
+            return cached
+        signer = load_plugin(uri_scheme(row.signer_uri), self._signer_context).open(
+            row.signer_uri
+        )
+        certificate = x509.load_der_x509_certificate(row.certificate)
+        if signer.public_key() != certificate.public_key():
+            raise SignerError(
+                f"the key at {row.signer_uri} does not match the certificate of CA "
+                f"{row.key_id}; the key store and the issuer database disagree"
+            )
+        authority = CertificateAuthority(
+            role=row.role,
+            frontdoor=row.frontdoor,
+            key_id=row.key_id,
+            certificate=certificate,
+            signer=signer,
+        )
+        with self._lock:
+            self._authorities.setdefault(row.key_id, authority)
+        return authority
+
+    def open_all(self) -> list[CertificateAuthority]:
+        """Open the signer of every active CA, so that an unreachable key
+        stops start-up instead of failing the first request."""
+        with self._database.reading() as session:
+            rows = session.scalars(
+                sa.select(AuthorityRow)
+                .where(AuthorityRow.status == "active")
+                .order_by(AuthorityRow.id)
+            ).all()
+        return [self._open(row) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            for authority in self._authorities.values():
+                authority.signer.close()
+            self._authorities.clear()

@@ -1,0 +1,42 @@
+"""The issuer's tables (Alembic history ``services/issuer/migrations``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.schema import UtcDateTime
+
+
+class IssuerBase(DeclarativeBase):
+    """Declarative base of the issuer's tables."""
+
+
+class AuthorityRow(IssuerBase):
+    """A CA Tessera holds a key for: the platform root or an intermediate.
+
+    A row is reserved ("pending") before its key exists, so two issuer
+    processes never create the same CA twice, and an interrupted creation
+    resumes where it stopped.
+    """
+
+    __tablename__ = "authorities"
+    __table_args__ = (sa.UniqueConstraint("role", "frontdoor", "generation"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "root" or "intermediate".
+    role: Mapped[str] = mapped_column(sa.String(16))
+    # Empty for the platform root.
+    frontdoor: Mapped[str] = mapped_column(sa.String(63), default="")
+    # 1 for a frontdoor's first intermediate; rotation adds generations.
+    generation: Mapped[int] = mapped_column(sa.Integer, default=1)
+    # Where the key lives; a URI the signer plugins understand.
+    signer_uri: Mapped[str] = mapped_column(sa.String(512))
+    # Set once the certificate exists.
+    key_id: Mapped[str | None] = mapped_column(sa.String(128), unique=True)
+    certificate: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    # "pending" or "active".
+    status: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

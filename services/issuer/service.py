@@ -1,0 +1,305 @@
+"""The issuer's operations: frontdoors, issuance and revocation.
+
+This module ties the hierarchy, the CSR policy, the registry and the
+revocation cache together; ``server`` only translates gRPC messages.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from google.protobuf import field_mask_pb2
+
+from services.common import identifiers, metrics
+from services.common.audit import AuditLog
+from services.common.certificate_facts import from_timestamp
+from services.common.clock import Clock
+from services.common.config import KeyPolicyConfig
+from services.common.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PolicyRefusal,
+    TesseraError,
+)
+from services.common.frontdoors import check_frontdoor_name, check_settings
+from services.common.logging import get_logger
+from services.common.revocation_cache import (
+    CachedRevocation,
+    CacheUnavailable,
+    RevocationCache,
+)
+from services.issuer.authority import (
+    CertificateAuthority,
+    Hierarchy,
+    SigningContext,
+    random_serial_number,
+)
+from services.issuer.policy import AcceptedRequest, check_csr, load_csr
+from services.issuer.profile import Validity, client_template
+from services.registry.client import RegistryClient
+from services.registry.store import check_descriptive_name, check_revocation_reason
+from tessera.common.v1 import common_pb2
+from tessera.issuer.v1 import issuer_pb2
+from tessera.registry.v1 import registry_pb2
+
+_log = get_logger(__name__)
+
+
+class Issuer:
+    """Everything IssuerService does, without the gRPC layer."""
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        registry: RegistryClient,
+        cache: RevocationCache,
+        audit: AuditLog,
+        key_policy: KeyPolicyConfig,
+        clock: Clock,
+    ) -> None:
+        self._hierarchy = hierarchy
+        self._registry = registry
+        self._cache = cache
+        self._audit = audit
+        self._key_policy = key_policy
+        self._clock = clock
+
+    # Frontdoors ---------------------------------------------------------
+
+    def create_frontdoor(
+        self, name: str, settings: common_pb2.FrontdoorSettings, actor: str
+    ) -> common_pb2.Frontdoor:
+        """Create a frontdoor and its intermediate; the registry publishes the
+        intermediate as a trust anchor before it signs anything."""
+        check_frontdoor_name(name)
+        check_settings(settings, self._key_policy)
+        try:
+            existing = self._registry.get_frontdoor(name)
+        except NotFound:
+            existing = None
+        if existing is not None:
+            raise AlreadyExists(f"frontdoor {name!r} already exists")
+
+        root = self._hierarchy.root()
+        self._registry.record_certificate(
+            root.der, "", "platform root", common_pb2.CERTIFICATE_KIND_ROOT
+        )
+        intermediate = self._hierarchy.ensure_intermediate(name, actor)
+        frontdoor = self._registry.register_frontdoor(name, settings, intermediate.der)
+        self._audit.record(
+            "frontdoor.create",
+            actor=actor,
+            frontdoor=name,
+            intermediate_key_id=intermediate.key_id,
+            settings=str(settings),
+        )
+        return frontdoor
+
+    def update_frontdoor(
+        self,
+        name: str,
+        settings: common_pb2.FrontdoorSettings,
+        mask: field_mask_pb2.FieldMask,
+        actor: str,
+    ) -> common_pb2.Frontdoor:
+        """Change frontdoor settings named in the mask, audited."""
+        frontdoor = self._registry.update_frontdoor_settings(name, settings, mask)
+        self._audit.record(
+            "frontdoor.update",
+            actor=actor,
+            frontdoor=name,
+            fields=list(mask.paths),
+            settings=str(frontdoor.settings),
+        )
+        return frontdoor
+
+    # Issuance -----------------------------------------------------------
+
+    def issue_certificate(
+        self, request: issuer_pb2.IssueCertificateRequest, actor: str
+    ) -> issuer_pb2.IssueCertificateResponse:
+        """Sign a client certificate for a CSR and record it in the registry."""
+        # Step 1: the request itself.
+        csr = load_csr(request.csr)
+        name = check_descriptive_name(request.name)
+        if not request.frontdoor:
+            raise InvalidArgument("frontdoor is empty; name the frontdoor to issue for")
+
+        # Step 2: the frontdoor's profile decides what is acceptable.
+        frontdoor = self._registry.get_frontdoor(request.frontdoor)
+        profile = frontdoor.effective_settings.issuance
+        accepted = check_csr(csr, profile)
+        validity_days = request.validity_days or profile.default_validity_days
+        if validity_days > profile.max_validity_days:
+            raise PolicyRefusal(
+                f"frontdoor {request.frontdoor!r} issues certificates for at most "
+                f"{profile.max_validity_days} days; ask for fewer than "
+                f"{validity_days}"
+            )
+
+        # Step 3: sign with the frontdoor's intermediate.
+        authority = self._hierarchy.issuing_authority(
+            request.frontdoor, [ca.key_id for ca in frontdoor.intermediates]
+        )
+        certificate = self._sign_client_certificate(
+            authority, accepted, validity_days, actor
+        )
+
+        # Step 4: record it; a certificate the registry does not know is
+        # never handed out.
+        record = self._registry.record_certificate(
+            certificate.public_bytes(Encoding.DER),
+            request.frontdoor,
+            name,
+            common_pb2.CERTIFICATE_KIND_CLIENT,
+        )
+        metrics.CERTIFICATES_ISSUED.labels(frontdoor=request.frontdoor).inc()
+        root = self._hierarchy.root()
+        return issuer_pb2.IssueCertificateResponse(
+            certificate=record.certificate,
+            chain=[authority.der, root.der],
+            record=record,
+        )
+
+    def _sign_client_certificate(
+        self,
+        authority: CertificateAuthority,
+        accepted: AcceptedRequest,
+        validity_days: int,
+        actor: str,
+    ) -> x509.Certificate:
+        serial_number = random_serial_number()
+        template = client_template(
+            accepted.subject,
+            accepted.subject_alt_names,
+            accepted.public_key,
+            serial_number,
+            Validity.starting(
+                self._clock.now(),
+                validity_days,
+                cap=authority.certificate.not_valid_after_utc,
+            ),
+            authority.certificate,
+            authority.key_id,
+            self._hierarchy.urls,
+        )
+        return self._hierarchy.sign(
+            template,
+            SigningContext(
+                serial_number,
+                accepted.subject,
+                authority.signer,
+                authority.key_id,
+                actor,
+                "client",
+                authority.frontdoor,
+            ),
+        )
+
+    # Revocation ---------------------------------------------------------
+
+    def revoke_certificate(
+        self, request: issuer_pb2.RevokeCertificateRequest, actor: str
+    ) -> common_pb2.Revocation:
+        """Revoke through the registry's log, then set the fast-path status."""
+        check_revocation_reason(request.reason)
+        target = _revocation_target(request)
+        reason = common_pb2.RevocationReason.Name(request.reason)
+
+        # Step 1: the registry's log is the truth; it hands out the sequence.
+        registry_request = registry_pb2.RecordRevocationRequest(reason=request.reason)
+        which = request.WhichOneof("certificate")
+        if which == "fingerprint_sha256":
+            registry_request.fingerprint_sha256 = request.fingerprint_sha256
+        else:
+            registry_request.serial.CopyFrom(request.serial)
+        if request.HasField("invalidity_date"):
+            registry_request.invalidity_date.CopyFrom(request.invalidity_date)
+        try:
+            revocation = self._registry.record_revocation(registry_request)
+        except TesseraError as error:
+            self._audit.record(
+                "certificate.revoke",
+                actor=actor,
+                outcome="refused",
+                target=target,
+                reason=reason,
+                error=error.message,
+            )
+            raise
+        self._audit.record(
+            "certificate.revoke",
+            actor=actor,
+            outcome="success",
+            sequence=revocation.sequence,
+            frontdoor=revocation.frontdoor,
+            issuer_key_id=revocation.issuer_key_id,
+            serial_number=revocation.serial_number,
+            fingerprint=revocation.fingerprint_sha256,
+            reason=reason,
+        )
+        metrics.REVOCATIONS.labels(frontdoor=revocation.frontdoor, reason=reason).inc()
+
+        # Step 2: the fast path, so validators refuse the certificate now
+        # rather than after the next cache-sync pass. If Redis is down nothing
+        # is lost: the log holds the revocation and the sync copies it over.
+        try:
+            self._cache.put_fast_path(
+                revocation.issuer_key_id,
+                revocation.serial_number,
+                _cached(revocation),
+            )
+        except CacheUnavailable as error:
+            _log.warning(
+                "revocation recorded but the fast-path cache write failed; the "
+                "cache sync will add it",
+                sequence=revocation.sequence,
+                error=error.message,
+            )
+        return revocation
+
+    def platform_root(self) -> common_pb2.CaCertificate:
+        """The platform root certificate."""
+        root = self._hierarchy.root()
+        return common_pb2.CaCertificate(
+            key_id=root.key_id,
+            certificate=root.der,
+            status=common_pb2.CERTIFICATE_STATUS_ACTIVE,
+        )
+
+
+def _revocation_target(request: issuer_pb2.RevokeCertificateRequest) -> str:
+    which = request.WhichOneof("certificate")
+    if which == "fingerprint_sha256":
+        return f"fingerprint {request.fingerprint_sha256}"
+    if which == "serial":
+        if not request.serial.frontdoor or not request.serial.serial_number:
+            raise InvalidArgument(
+                "a certificate named by serial number also needs its frontdoor"
+            )
+        try:
+            identifiers.parse_serial(request.serial.serial_number)
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
+        return (
+            f"serial {request.serial.serial_number} in frontdoor "
+            f"{request.serial.frontdoor}"
+        )
+    raise InvalidArgument(
+        "name the certificate to revoke by fingerprint_sha256, or by serial number "
+        "and frontdoor"
+    )
+
+
+def _cached(revocation: common_pb2.Revocation) -> CachedRevocation:
+    return CachedRevocation(
+        sequence=revocation.sequence,
+        reason=revocation.reason,
+        revocation_date=from_timestamp(revocation.revocation_date),
+        invalidity_date=(
+            from_timestamp(revocation.invalidity_date)
+            if revocation.HasField("invalidity_date")
+            else None
+        ),
+    )

@@ -1,0 +1,2 @@
+"""The registry: system of record for frontdoors, trust stores, certificates
+and the revocation log."""

@@ -1,0 +1,91 @@
+"""The registry as the other services call it: typed methods with
+deadlines, and remote errors mapped back into the error model."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import field_mask_pb2
+
+from services.common.rpc import calling
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
+
+_SERVICE = "registry"
+
+
+class RegistryClient:
+    """Calls the registry over a channel the caller owns."""
+
+    def __init__(self, channel: grpc.Channel, timeout_seconds: float = 10.0) -> None:
+        self._stub = registry_pb2_grpc.RegistryServiceStub(channel)
+        self._timeout = timeout_seconds
+
+    def register_frontdoor(
+        self, name: str, settings: common_pb2.FrontdoorSettings, intermediate: bytes
+    ) -> common_pb2.Frontdoor:
+        request = registry_pb2.RegisterFrontdoorRequest(
+            name=name, settings=settings, intermediate=intermediate
+        )
+        with calling(_SERVICE):
+            return self._stub.RegisterFrontdoor(request, timeout=self._timeout)
+
+    def get_frontdoor(self, name: str) -> common_pb2.Frontdoor:
+        with calling(_SERVICE):
+            return self._stub.GetFrontdoor(
+                registry_pb2.GetFrontdoorRequest(name=name), timeout=self._timeout
+            )
+
+    def list_frontdoors(self) -> list[common_pb2.Frontdoor]:
+        with calling(_SERVICE):
+            response = self._stub.ListFrontdoors(
+                registry_pb2.ListFrontdoorsRequest(), timeout=self._timeout
+            )
+        return list(response.frontdoors)
+
+    def update_frontdoor_settings(
+        self,
+        name: str,
+        settings: common_pb2.FrontdoorSettings,
+        mask: field_mask_pb2.FieldMask,
+    ) -> common_pb2.Frontdoor:
+        request = registry_pb2.UpdateFrontdoorSettingsRequest(
+            name=name, settings=settings, update_mask=mask
+        )
+        with calling(_SERVICE):
+            return self._stub.UpdateFrontdoorSettings(request, timeout=self._timeout)
+
+    def trust_store(
+        self, frontdoor: str, timeout: float | None = None
+    ) -> registry_pb2.TrustStore:
+        with calling(_SERVICE):
+            return self._stub.GetTrustStore(
+                registry_pb2.GetTrustStoreRequest(frontdoor=frontdoor),
+                timeout=timeout or self._timeout,
+            )
+
+    def record_certificate(
+        self, der: bytes, frontdoor: str, name: str, kind: int
+    ) -> common_pb2.CertificateRecord:
+        request = registry_pb2.RecordCertificateRequest(
+            certificate=der, frontdoor=frontdoor, name=name, kind=kind
+        )
+        with calling(_SERVICE):
+            return self._stub.RecordCertificate(request, timeout=self._timeout)
+
+    def record_revocation(
+        self,
+        request: registry_pb2.RecordRevocationRequest,
+    ) -> common_pb2.Revocation:
+        with calling(_SERVICE):
+            return self._stub.RecordRevocation(request, timeout=self._timeout)
+
+    def revocation_status(
+        self, issuer_key_id: str, serial_number: str, timeout: float | None = None
+    ) -> registry_pb2.RevocationStatus:
+        request = registry_pb2.GetRevocationStatusRequest(
+            issuer_key_id=issuer_key_id, serial_number=serial_number
+        )
+        with calling(_SERVICE):
+            return self._stub.GetRevocationStatus(
+                request, timeout=timeout or self._timeout
+            )

@@ -1,0 +1,151 @@
+"""gRPC wiring of the registry; the records live in ``store``."""
+
+from __future__ import annotations
+
+import grpc
+
+from services.common.certificate_facts import from_timestamp
+from services.common.errors import InvalidArgument
+from services.registry.cache_sync import CacheSync
+from services.registry.store import CertificateSelector, RegistryStore
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
+
+SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    """Translates RegistryService calls to the store."""
+
+    def __init__(self, store: RegistryStore, cache_sync: CacheSync | None) -> None:
+        self._store = store
+        self._cache_sync = cache_sync
+
+    def RegisterFrontdoor(
+        self,
+        request: registry_pb2.RegisterFrontdoorRequest,
+        context: grpc.ServicerContext,
+    ) -> common_pb2.Frontdoor:
+        return self._store.register_frontdoor(
+            request.name, request.settings, request.intermediate
+        )
+
+    def GetFrontdoor(
+        self, request: registry_pb2.GetFrontdoorRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Frontdoor:
+        return self._store.get_frontdoor(request.name)
+
+    def ListFrontdoors(
+        self, request: registry_pb2.ListFrontdoorsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListFrontdoorsResponse:
+        return registry_pb2.ListFrontdoorsResponse(
+            frontdoors=self._store.list_frontdoors()
+        )
+
+    def UpdateFrontdoorSettings(
+        self,
+        request: registry_pb2.UpdateFrontdoorSettingsRequest,
+        context: grpc.ServicerContext,
+    ) -> common_pb2.Frontdoor:
+        return self._store.update_settings(
+            request.name, request.settings, request.update_mask
+        )
+
+    def GetTrustStore(
+        self, request: registry_pb2.GetTrustStoreRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.TrustStore:
+        return self._store.trust_store(request.frontdoor)
+
+    def RecordCertificate(
+        self,
+        request: registry_pb2.RecordCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> common_pb2.CertificateRecord:
+        return self._store.record_certificate(
+            request.certificate, request.frontdoor, request.name, request.kind
+        )
+
+    def GetCertificate(
+        self, request: registry_pb2.GetCertificateRequest, context: grpc.ServicerContext
+    ) -> common_pb2.CertificateRecord:
+        which = request.WhichOneof("certificate")
+        if which == "fingerprint_sha256":
+            selector = CertificateSelector(fingerprint=request.fingerprint_sha256)
+        elif which == "serial":
+            selector = CertificateSelector(
+                issuer_key_id=request.serial.issuer_key_id,
+                serial_number=request.serial.serial_number,
+            )
+        elif which == "frontdoor_serial":
+            selector = CertificateSelector(
+                frontdoor=request.frontdoor_serial.frontdoor,
+                serial_number=request.frontdoor_serial.serial_number,
+            )
+        else:
+            raise InvalidArgument(
+                "name the certificate by fingerprint_sha256, serial or frontdoor_serial"
+            )
+        return self._store.get_certificate(selector)
+
+    def ListCertificates(
+        self,
+        request: registry_pb2.ListCertificatesRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListCertificatesResponse:
+        records, next_token = self._store.list_certificates(
+            request.frontdoor, request.status, request.page_size, request.page_token
+        )
+        return registry_pb2.ListCertificatesResponse(
+            certificates=records, next_page_token=next_token
+        )
+
+    def RecordRevocation(
+        self,
+        request: registry_pb2.RecordRevocationRequest,
+        context: grpc.ServicerContext,
+    ) -> common_pb2.Revocation:
+        which = request.WhichOneof("certificate")
+        if which == "fingerprint_sha256":
+            selector = CertificateSelector(fingerprint=request.fingerprint_sha256)
+        elif which == "serial":
+            selector = CertificateSelector(
+                frontdoor=request.serial.frontdoor,
+                serial_number=request.serial.serial_number,
+            )
+        else:
+            raise InvalidArgument(
+                "name the certificate by fingerprint_sha256, or by serial number and "
+                "frontdoor"
+            )
+        invalidity_date = (
+            from_timestamp(request.invalidity_date)
+            if request.HasField("invalidity_date")
+            else None
+        )
+        revocation = self._store.record_revocation(
+            selector, request.reason, invalidity_date
+        )
+        if self._cache_sync is not None:
+            self._cache_sync.wake()
+        return revocation
+
+    def ListRevocations(
+        self,
+        request: registry_pb2.ListRevocationsRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListRevocationsResponse:
+        revocations, last = self._store.list_revocations(
+            request.after_sequence, request.limit
+        )
+        return registry_pb2.ListRevocationsResponse(
+            revocations=revocations, last_sequence=last
+        )
+
+    def GetRevocationStatus(
+        self,
+        request: registry_pb2.GetRevocationStatusRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.RevocationStatus:
+        return self._store.revocation_status(
+            request.issuer_key_id, request.serial_number
+        )

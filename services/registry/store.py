@@ -1,0 +1,786 @@
+"""The registry's records: frontdoors, trust anchors, certificates and the
+revocation log, behind one class so the gRPC layer stays thin.
+
+Every write happens in one transaction after all checks passed, so a refused
+request leaves the registry exactly as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import unicodedata
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from google.protobuf import field_mask_pb2
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.common import certificate_facts as facts
+from services.common import identifiers
+from services.common.clock import Clock
+from services.common.config import KeyPolicyConfig
+from services.common.database import Database
+from services.common.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    PolicyRefusal,
+)
+from services.common.frontdoors import (
+    apply_update,
+    check_frontdoor_name,
+    check_settings,
+    effective_settings,
+)
+from services.common.revocation_cache import CachedRevocation
+from services.registry.models import (
+    REVOCATION_COUNTER,
+    CertificateRow,
+    CounterRow,
+    FrontdoorRow,
+    RevocationRow,
+    SecretRow,
+    TrustAnchorRow,
+)
+from services.registry.page_tokens import PageTokens
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2
+
+_STATUS_NAMES = {
+    common_pb2.CERTIFICATE_STATUS_ACTIVE: "active",
+    common_pb2.CERTIFICATE_STATUS_ON_HOLD: "on_hold",
+    common_pb2.CERTIFICATE_STATUS_REVOKED: "revoked",
+    common_pb2.CERTIFICATE_STATUS_SUPERSEDED: "superseded",
+}
+_STATUS_VALUES = {name: value for value, name in _STATUS_NAMES.items()}
+_KIND_NAMES = {
+    common_pb2.CERTIFICATE_KIND_CLIENT: "client",
+    common_pb2.CERTIFICATE_KIND_INTERMEDIATE: "intermediate",
+    common_pb2.CERTIFICATE_KIND_ROOT: "root",
+}
+_KIND_VALUES = {name: value for value, name in _KIND_NAMES.items()}
+_CA_KINDS = ("intermediate", "root")
+_ANCHOR_KINDS = {
+    "issued_intermediate": registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE
+}
+
+MAX_NAME_LENGTH = 256
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+MAX_REVOCATION_PAGE = 10_000
+DEFAULT_REVOCATION_PAGE = 1000
+# Invalidity dates a little in the future are clock skew; more is a mistake.
+_CLOCK_SKEW = dt.timedelta(minutes=5)
+# The name of the row holding the key, not a secret itself.
+_PAGE_TOKEN_SECRET = "page_token_key"  # noqa: S105
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateSelector:
+    """How a request names one certificate: by fingerprint, by serial number
+    and issuing CA, or by serial number within a frontdoor."""
+
+    fingerprint: str | None = None
+    issuer_key_id: str | None = None
+    frontdoor: str | None = None
+    serial_number: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogEntry:
+    """A revocation-log entry as the cache sync needs it."""
+
+    sequence: int
+    issuer_key_id: str
+    serial_number: str
+    revocation: CachedRevocation
+
+
+class RegistryStore:
+    """Reads and writes the registry's tables."""
+
+    def __init__(
+        self, database: Database, clock: Clock, key_policy: KeyPolicyConfig
+    ) -> None:
+        self._database = database
+        self._clock = clock
+        self._key_policy = key_policy
+        self._page_tokens = PageTokens(self._page_token_key())
+
+    # Frontdoors ---------------------------------------------------------
+
+    def register_frontdoor(
+        self,
+        name: str,
+        settings: common_pb2.FrontdoorSettings,
+        intermediate_der: bytes,
+    ) -> common_pb2.Frontdoor:
+        """Record a frontdoor with its first intermediate as trust anchor.
+
+        Registering the same name with the same intermediate again returns
+        the frontdoor, so an issuer may retry after a lost answer.
+        """
+        check_frontdoor_name(name)
+        check_settings(settings, self._key_policy)
+        intermediate = _load_ca_certificate(intermediate_der)
+        now = self._clock.now()
+
+        with self._database.writing() as session:
+            existing = _frontdoor_row(session, name)
+            if existing is not None:
+                if not _has_anchor(session, existing.id, intermediate):
+                    raise AlreadyExists(f"frontdoor {name!r} already exists")
+                return self._frontdoor_message(session, existing)
+
+            row = FrontdoorRow(
+                name=name,
+                settings=settings.SerializeToString(),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+            certificate = self._insert_certificate(
+                session, intermediate, row.id, "intermediate", f"{name} intermediate"
+            )
+            session.add(
+                TrustAnchorRow(
+                    frontdoor_id=row.id,
+                    certificate_id=certificate.id,
+                    kind="issued_intermediate",
+                    created_at=now,
+                )
+            )
+            session.flush()
+            return self._frontdoor_message(session, row)
+
+    def get_frontdoor(self, name: str) -> common_pb2.Frontdoor:
+        """One frontdoor; NotFound when there is none of that name."""
+        with self._database.reading() as session:
+            return self._frontdoor_message(session, _require_frontdoor(session, name))
+
+    def list_frontdoors(self) -> list[common_pb2.Frontdoor]:
+        """Every frontdoor, by name."""
+        with self._database.reading() as session:
+            rows = session.scalars(sa.select(FrontdoorRow).order_by(FrontdoorRow.name))
+            return [self._frontdoor_message(session, row) for row in rows]
+
+    def update_settings(
+        self,
+        name: str,
+        update: common_pb2.FrontdoorSettings,
+        mask: field_mask_pb2.FieldMask,
+    ) -> common_pb2.Frontdoor:
+        """Change the settings fields named in ``mask``."""
+        with self._database.writing() as session:
+            row = _require_frontdoor(session, name)
+            current = common_pb2.FrontdoorSettings.FromString(row.settings)
+            merged = apply_update(current, update, mask)
+            check_settings(merged, self._key_policy)
+            row.settings = merged.SerializeToString()
+            row.updated_at = self._clock.now()
+            session.flush()
+            return self._frontdoor_message(session, row)
+
+    def trust_store(self, name: str) -> registry_pb2.TrustStore:
+        """The frontdoor's usable anchors and its revocation policy."""
+        now = self._clock.now()
+        with self._database.reading() as session:
+            row = _require_frontdoor(session, name)
+            anchors = session.execute(
+                sa.select(CertificateRow, TrustAnchorRow.kind)
+                .join(
+                    TrustAnchorRow, TrustAnchorRow.certificate_id == CertificateRow.id
+                )
+                .where(TrustAnchorRow.frontdoor_id == row.id)
+                .where(CertificateRow.status.in_(("active", "superseded")))
+                .where(CertificateRow.not_valid_after > now)
+                .order_by(CertificateRow.id.desc())
+            ).all()
+            settings = effective_settings(
+                common_pb2.FrontdoorSettings.FromString(row.settings), self._key_policy
+            )
+            return registry_pb2.TrustStore(
+                frontdoor=name,
+                anchors=[
+                    registry_pb2.TrustAnchor(
+                        certificate=certificate.der,
+                        kind=_ANCHOR_KINDS[kind],
+                        key_id=certificate.subject_key_id,
+                        issuer_key_id=certificate.issuer_key_id,
+                    )
+                    for certificate, kind in anchors
+                ],
+                revocation=settings.revocation,
+            )
+
+    # Certificates -------------------------------------------------------
+
+    def record_certificate(
+        self, der: bytes, frontdoor: str, name: str, kind: int
+    ) -> common_pb2.CertificateRecord:
+        """Record a certificate the issuer signed; recording it twice is harmless."""
+        certificate = _load_certificate(der)
+        kind_name = _KIND_NAMES.get(kind)
+        if kind_name is None:
+            raise InvalidArgument("kind must be CLIENT, INTERMEDIATE or ROOT")
+        name = check_descriptive_name(name)
+
+        with self._database.writing() as session:
+            frontdoor_id = None
+            if kind_name != "root":
+                frontdoor_id = _require_frontdoor(session, frontdoor).id
+            existing = session.scalar(
+                sa.select(CertificateRow).where(
+                    CertificateRow.fingerprint == identifiers.fingerprint(certificate)
+                )
+            )
+            if existing is None:
+                existing = self._insert_certificate(
+                    session, certificate, frontdoor_id, kind_name, name
+                )
+            return self._record_message(session, existing)
+
+    def get_certificate(
+        self, selector: CertificateSelector
+    ) -> common_pb2.CertificateRecord:
+        """One certificate; NotFound when the registry has no such certificate."""
+        with self._database.reading() as session:
+            return self._record_message(session, _find_certificate(session, selector))
+
+    def list_certificates(
+        self, frontdoor: str, status: int, page_size: int, page_token: str
+    ) -> tuple[list[common_pb2.CertificateRecord], str]:
+        """A page of certificates in recording order, and the next page's token."""
+        if status and status not in common_pb2.CertificateStatus.values():
+            raise InvalidArgument(f"status {status} is not a certificate status")
+        if page_size > MAX_PAGE_SIZE:
+            raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+        page_size = page_size or DEFAULT_PAGE_SIZE
+        query = f"frontdoor={frontdoor};status={status}"
+        after_id = self._page_tokens.read(page_token, query) if page_token else 0
+        now = self._clock.now()
+
+        with self._database.reading() as session:
+            statement = sa.select(CertificateRow).where(CertificateRow.id > after_id)
+            if frontdoor:
+                statement = statement.where(
+                    CertificateRow.frontdoor_id
+                    == _require_frontdoor(session, frontdoor).id
+                )
+            statement = _filter_status(statement, status, now)
+            rows = session.scalars(
+                statement.order_by(CertificateRow.id).limit(page_size + 1)
+            ).all()
+            records = [self._record_message(session, row) for row in rows[:page_size]]
+        next_token = ""
+        if len(rows) > page_size:
+            next_token = self._page_tokens.issue(rows[page_size - 1].id, query)
+        return records, next_token
+
+    def ca_key_ids(self) -> list[str]:
+        """Key ids of every CA the registry knows: the root and intermediates."""
+        with self._database.reading() as session:
+            return list(
+                session.scalars(
+                    sa.select(CertificateRow.subject_key_id)
+                    .where(CertificateRow.kind.in_(_CA_KINDS))
+                    .order_by(CertificateRow.id)
+                )
+            )
+
+    # Revocation ---------------------------------------------------------
+
+    def record_revocation(
+        self,
+        selector: CertificateSelector,
+        reason: int,
+        invalidity_date: dt.datetime | None,
+    ) -> common_pb2.Revocation:
+        """Append a revocation to the log under the next sequence number.
+
+        The counter row is updated first in the transaction, which locks it:
+        numbers are handed out in commit order, without gaps.
+        """
+        check_revocation_reason(reason)
+        now = self._clock.now()
+        if invalidity_date is not None and invalidity_date > now + _CLOCK_SKEW:
+            raise InvalidArgument(
+                "invalidity_date lies in the future; it is when the key was known or "
+                "suspected to be compromised"
+            )
+
+        try:
+            with self._database.writing() as session:
+                certificate = _find_certificate(session, selector)
+                self._refuse_revoked(session, certificate)
+                if certificate.kind == "root":
+                    raise PolicyRefusal(
+                        "the platform root cannot be revoked; it has no issuer to "
+                        "publish its revocation"
+                    )
+                sequence = _next_sequence(session)
+                frontdoor = _frontdoor_name(session, certificate.frontdoor_id)
+                row = RevocationRow(
+                    sequence=sequence,
+                    certificate_id=certificate.id,
+                    issuer_key_id=certificate.issuer_key_id,
+                    serial_number=certificate.serial_number,
+                    fingerprint=certificate.fingerprint,
+                    frontdoor=frontdoor,
+                    reason=reason,
+                    revocation_date=now,
+                    invalidity_date=invalidity_date,
+                )
+                session.add(row)
+                certificate.status = (
+                    "on_hold"
+                    if reason == common_pb2.REVOCATION_REASON_CERTIFICATE_HOLD
+                    else "revoked"
+                )
+                session.flush()
+                return _revocation_message(row)
+        except IntegrityError:
+            # A concurrent revocation of the same certificate won the race.
+            with self._database.reading() as session:
+                self._refuse_revoked(session, _find_certificate(session, selector))
+            raise
+
+    def list_revocations(
+        self, after_sequence: int, limit: int
+    ) -> tuple[list[common_pb2.Revocation], int]:
+        """Log entries after ``after_sequence`` and the log's newest sequence."""
+        if limit > MAX_REVOCATION_PAGE:
+            raise InvalidArgument(f"limit may be at most {MAX_REVOCATION_PAGE}")
+        limit = limit or DEFAULT_REVOCATION_PAGE
+        with self._database.reading() as session:
+            last = _last_sequence(session)
+            rows = session.scalars(
+                sa.select(RevocationRow)
+                .where(RevocationRow.sequence > after_sequence)
+                .where(RevocationRow.sequence <= last)
+                .order_by(RevocationRow.sequence)
+                .limit(limit)
+            ).all()
+            return [_revocation_message(row) for row in rows], last
+
+    def revocation_status(
+        self, issuer_key_id: str, serial_number: str
+    ) -> common_pb2.RevocationStatus:
+        """The log's word on one certificate, with the sequence it covers."""
+        with self._database.reading() as session:
+            last = _last_sequence(session)
+            row = session.scalar(
+                sa.select(RevocationRow)
+                .where(RevocationRow.issuer_key_id == issuer_key_id)
+                .where(RevocationRow.serial_number == serial_number)
+            )
+        status = registry_pb2.RevocationStatus(complete_to_sequence=last)
+        if row is not None:
+            status.revoked = True
+            status.revocation.CopyFrom(_revocation_message(row))
+        return status
+
+    def last_sequence(self) -> int:
+        """The newest committed sequence number of the revocation log."""
+        with self._database.reading() as session:
+            return _last_sequence(session)
+
+    def log_entries(
+        self, after_sequence: int, up_to: int, limit: int
+    ) -> list[LogEntry]:
+        """Log entries with after_sequence < sequence <= up_to, in order."""
+        with self._database.reading() as session:
+            rows = session.scalars(
+                sa.select(RevocationRow)
+                .where(RevocationRow.sequence > after_sequence)
+                .where(RevocationRow.sequence <= up_to)
+                .order_by(RevocationRow.sequence)
+                .limit(limit)
+            ).all()
+            return [_log_entry(row) for row in rows]
+
+    def issuer_log_entries(
+        self, issuer_key_id: str, up_to: int, batch_size: int
+    ) -> Iterator[list[LogEntry]]:
+        """Every log entry of one issuer up to a sequence, in batches."""
+        after = 0
+        while True:
+            with self._database.reading() as session:
+                rows = session.scalars(
+                    sa.select(RevocationRow)
+                    .where(RevocationRow.issuer_key_id == issuer_key_id)
+                    .where(RevocationRow.sequence > after)
+                    .where(RevocationRow.sequence <= up_to)
+                    .order_by(RevocationRow.sequence)
+                    .limit(batch_size)
+                ).all()
+            if not rows:
+                return
+            yield [_log_entry(row) for row in rows]
+            after = rows[-1].sequence
+
+    # Internals ----------------------------------------------------------
+
+    def _insert_certificate(
+        self,
+        session: Session,
+        certificate: x509.Certificate,
+        frontdoor_id: int | None,
+        kind: str,
+        name: str,
+    ) -> CertificateRow:
+        serial_number = identifiers.format_serial(certificate.serial_number)
+        issuer_key_id = identifiers.authority_key_id(certificate) or ""
+        if kind == "root":
+            issuer_key_id = identifiers.subject_key_id(certificate)
+        clash = session.scalar(
+            sa.select(CertificateRow.fingerprint)
+            .where(CertificateRow.issuer_key_id == issuer_key_id)
+            .where(CertificateRow.serial_number == serial_number)
+        )
+        if clash is not None:
+            raise AlreadyExists(
+                f"another certificate with serial number {serial_number} from issuer "
+                f"{issuer_key_id} is already recorded (fingerprint {clash})"
+            )
+        row = CertificateRow(
+            fingerprint=identifiers.fingerprint(certificate),
+            serial_number=serial_number,
+            issuer_key_id=issuer_key_id,
+            subject_key_id=(
+                identifiers.subject_key_id(certificate) if kind in _CA_KINDS else ""
+            ),
+            frontdoor_id=frontdoor_id,
+            kind=kind,
+            name=name,
+            subject=facts.subject_text(certificate.subject),
+            subject_alt_names=json.dumps(
+                [[san.type, san.value] for san in facts.subject_alt_names(certificate)]
+            ),
+            not_valid_before=certificate.not_valid_before_utc,
+            not_valid_after=certificate.not_valid_after_utc,
+            key_type=facts.key_type(certificate.public_key()),
+            status="active",
+            created_at=self._clock.now(),
+            der=certificate.public_bytes(Encoding.DER),
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    def _refuse_revoked(self, session: Session, certificate: CertificateRow) -> None:
+        existing = session.scalar(
+            sa.select(RevocationRow).where(
+                RevocationRow.certificate_id == certificate.id
+            )
+        )
+        if existing is not None:
+            raise AlreadyExists(
+                f"certificate {certificate.fingerprint} was already revoked on "
+                f"{existing.revocation_date.isoformat()} (log entry "
+                f"{existing.sequence})",
+                details=[_revocation_message(existing)],
+            )
+
+    def _frontdoor_message(
+        self, session: Session, row: FrontdoorRow
+    ) -> common_pb2.Frontdoor:
+        settings = common_pb2.FrontdoorSettings.FromString(row.settings)
+        intermediates = session.scalars(
+            sa.select(CertificateRow)
+            .join(TrustAnchorRow, TrustAnchorRow.certificate_id == CertificateRow.id)
+            .where(TrustAnchorRow.frontdoor_id == row.id)
+            .where(TrustAnchorRow.kind == "issued_intermediate")
+            .order_by(CertificateRow.id.desc())
+        ).all()
+        now = self._clock.now()
+        return common_pb2.Frontdoor(
+            name=row.name,
+            settings=settings,
+            effective_settings=effective_settings(settings, self._key_policy),
+            intermediates=[
+                common_pb2.CaCertificate(
+                    key_id=certificate.subject_key_id,
+                    certificate=certificate.der,
+                    status=_status_value(certificate, now),
+                    not_valid_after=facts.timestamp(certificate.not_valid_after),
+                )
+                for certificate in intermediates
+            ],
+            created_at=facts.timestamp(row.created_at),
+            updated_at=facts.timestamp(row.updated_at),
+        )
+
+    def _record_message(
+        self, session: Session, row: CertificateRow
+    ) -> common_pb2.CertificateRecord:
+        record = common_pb2.CertificateRecord(
+            fingerprint_sha256=row.fingerprint,
+            serial_number=row.serial_number,
+            issuer_key_id=row.issuer_key_id,
+            frontdoor=_frontdoor_name(session, row.frontdoor_id),
+            name=row.name,
+            subject=row.subject,
+            subject_alt_names=[
+                common_pb2.SubjectAltName(type=kind, value=value)
+                for kind, value in json.loads(row.subject_alt_names)
+            ],
+            not_valid_before=facts.timestamp(row.not_valid_before),
+            not_valid_after=facts.timestamp(row.not_valid_after),
+            key_type=row.key_type,
+            status=_status_value(row, self._clock.now()),
+            created_at=facts.timestamp(row.created_at),
+            kind=_KIND_VALUES[row.kind],
+            certificate=row.der,
+        )
+        if row.status in ("revoked", "on_hold"):
+            revocation = session.scalar(
+                sa.select(RevocationRow).where(RevocationRow.certificate_id == row.id)
+            )
+            if revocation is not None:
+                record.revocation.CopyFrom(_revocation_message(revocation))
+        return record
+
+    def _page_token_key(self) -> bytes:
+        with self._database.reading() as session:
+            row = session.get(SecretRow, _PAGE_TOKEN_SECRET)
+            if row is not None:
+                return row.value
+        try:
+            with self._database.writing() as session:
+                session.add(
+                    SecretRow(name=_PAGE_TOKEN_SECRET, value=secrets.token_bytes(32))
+                )
+        except IntegrityError:
+            pass  # another replica created it first; use theirs
+        with self._database.reading() as session:
+            row = session.get(SecretRow, _PAGE_TOKEN_SECRET)
+            assert row is not None
+            return row.value
+
+
+def check_descriptive_name(name: str) -> str:
+    """Return a descriptive name, or raise InvalidArgument for a bad one."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidArgument(
+            f"names may be at most {MAX_NAME_LENGTH} characters; this one has "
+            f"{len(name)}"
+        )
+    if any(unicodedata.category(char).startswith("C") for char in name):
+        raise InvalidArgument(
+            "names may not contain control or format characters (newlines, tabs, "
+            "escape sequences)"
+        )
+    return name
+
+
+def check_revocation_reason(reason: int) -> None:
+    """Raise InvalidArgument unless ``reason`` is an RFC 5280 revocation reason."""
+    if reason not in common_pb2.RevocationReason.values():
+        raise InvalidArgument(f"revocation reason {reason} is not an RFC 5280 reason")
+    if reason == common_pb2.REVOCATION_REASON_REMOVE_FROM_CRL:
+        raise InvalidArgument(
+            "removeFromCRL is not a reason to revoke; it only appears in delta CRLs"
+        )
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    if not der:
+        raise InvalidArgument("certificate is empty; send the DER bytes")
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise InvalidArgument(
+            "certificate is not a DER-encoded X.509 certificate"
+        ) from None
+
+
+def _load_ca_certificate(der: bytes) -> x509.Certificate:
+    certificate = _load_certificate(der)
+    try:
+        constraints = certificate.extensions.get_extension_for_class(
+            x509.BasicConstraints
+        ).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints is None or not constraints.ca:
+        raise InvalidArgument(
+            "the intermediate is not a CA certificate (basicConstraints CA:TRUE)"
+        )
+    return certificate
+
+
+def _frontdoor_row(session: Session, name: str) -> FrontdoorRow | None:
+    return session.scalar(sa.select(FrontdoorRow).where(FrontdoorRow.name == name))
+
+
+def _require_frontdoor(session: Session, name: str) -> FrontdoorRow:
+    if not name:
+        raise InvalidArgument("frontdoor is empty; name the frontdoor")
+    row = _frontdoor_row(session, name)
+    if row is None:
+        raise NotFound(
+            f"frontdoor {name!r} does not exist; create it first or check the name"
+        )
+    return row
+
+
+def _frontdoor_name(session: Session, frontdoor_id: int | None) -> str:
+    if frontdoor_id is None:
+        return ""
+    return (
+        session.scalar(
+            sa.select(FrontdoorRow.name).where(FrontdoorRow.id == frontdoor_id)
+        )
+        or ""
+    )
+
+
+def _has_anchor(
+    session: Session, frontdoor_id: int, certificate: x509.Certificate
+) -> bool:
+    return (
+        session.scalar(
+            sa.select(TrustAnchorRow.id)
+            .join(CertificateRow, TrustAnchorRow.certificate_id == CertificateRow.id)
+            .where(TrustAnchorRow.frontdoor_id == frontdoor_id)
+            .where(CertificateRow.fingerprint == identifiers.fingerprint(certificate))
+        )
+        is not None
+    )
+
+
+def _find_certificate(
+    session: Session, selector: CertificateSelector
+) -> CertificateRow:
+    statement = sa.select(CertificateRow)
+    if selector.fingerprint:
+        wanted = _parsed(identifiers.parse_fingerprint, selector.fingerprint)
+        statement = statement.where(CertificateRow.fingerprint == wanted)
+        described = f"with fingerprint {wanted}"
+    elif selector.serial_number and selector.issuer_key_id:
+        serial = identifiers.format_serial(
+            _parsed(identifiers.parse_serial, selector.serial_number)
+        )
+        key_id = _parsed(identifiers.parse_key_id, selector.issuer_key_id)
+        statement = statement.where(CertificateRow.serial_number == serial).where(
+            CertificateRow.issuer_key_id == key_id
+        )
+        described = f"with serial number {serial} from issuer {key_id}"
+    elif selector.serial_number and selector.frontdoor:
+        serial = identifiers.format_serial(
+            _parsed(identifiers.parse_serial, selector.serial_number)
+        )
+        frontdoor = _require_frontdoor(session, selector.frontdoor)
+        statement = (
+            statement.where(CertificateRow.serial_number == serial)
+            .where(CertificateRow.frontdoor_id == frontdoor.id)
+            .where(CertificateRow.kind == "client")
+        )
+        described = f"with serial number {serial} in frontdoor {selector.frontdoor!r}"
+    else:
+        raise InvalidArgument(
+            "name the certificate by fingerprint, or by serial number together with "
+            "its frontdoor or issuer key id"
+        )
+    rows = session.scalars(statement.limit(2)).all()
+    if not rows:
+        raise NotFound(f"no certificate {described} is recorded")
+    if len(rows) > 1:
+        raise InvalidArgument(
+            f"more than one certificate {described} is recorded; name it by fingerprint"
+        )
+    return rows[0]
+
+
+_Parsed = TypeVar("_Parsed")
+
+
+def _parsed(parse: Callable[[str], _Parsed], text: str) -> _Parsed:
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise InvalidArgument(str(error)) from None
+
+
+def _filter_status(
+    statement: sa.Select[tuple[CertificateRow]], status: int, now: dt.datetime
+) -> sa.Select[tuple[CertificateRow]]:
+    if not status:
+        return statement
+    if status == common_pb2.CERTIFICATE_STATUS_EXPIRED:
+        return statement.where(
+            CertificateRow.status.in_(("active", "superseded"))
+        ).where(CertificateRow.not_valid_after <= now)
+    statement = statement.where(CertificateRow.status == _STATUS_NAMES[status])
+    if status in (
+        common_pb2.CERTIFICATE_STATUS_ACTIVE,
+        common_pb2.CERTIFICATE_STATUS_SUPERSEDED,
+    ):
+        statement = statement.where(CertificateRow.not_valid_after > now)
+    return statement
+
+
+def _status_value(row: CertificateRow, now: dt.datetime) -> int:
+    if row.status in ("active", "superseded") and row.not_valid_after <= now:
+        return common_pb2.CERTIFICATE_STATUS_EXPIRED
+    return _STATUS_VALUES[row.status]
+
+
+def _next_sequence(session: Session) -> int:
+    session.execute(
+        sa.update(CounterRow)
+        .where(CounterRow.name == REVOCATION_COUNTER)
+        .values(value=CounterRow.value + 1)
+    )
+    value = session.scalar(
+        sa.select(CounterRow.value).where(CounterRow.name == REVOCATION_COUNTER)
+    )
+    assert value is not None, "the revocation counter row is seeded by migration r0001"
+    return value
+
+
+def _last_sequence(session: Session) -> int:
+    return (
+        session.scalar(
+            sa.select(CounterRow.value).where(CounterRow.name == REVOCATION_COUNTER)
+        )
+        or 0
+    )
+
+
+def _revocation_message(row: RevocationRow) -> common_pb2.Revocation:
+    message = common_pb2.Revocation(
+        sequence=row.sequence,
+        frontdoor=row.frontdoor,
+        issuer_key_id=row.issuer_key_id,
+        serial_number=row.serial_number,
+        fingerprint_sha256=row.fingerprint,
+        reason=row.reason,  # type: ignore[arg-type]
+        revocation_date=facts.timestamp(row.revocation_date),
+    )
+    if row.invalidity_date is not None:
+        message.invalidity_date.CopyFrom(facts.timestamp(row.invalidity_date))
+    return message
+
+
+def _log_entry(row: RevocationRow) -> LogEntry:
+    return LogEntry(
+        sequence=row.sequence,
+        issuer_key_id=row.issuer_key_id,
+        serial_number=row.serial_number,
+        revocation=CachedRevocation(
+            sequence=row.sequence,
+            reason=row.reason,
+            revocation_date=row.revocation_date,
+            invalidity_date=row.invalidity_date,
+        ),
+    )

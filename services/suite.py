@@ -1,0 +1,219 @@
+"""Starting Tessera's services: one of them, or all three in one process.
+
+Without a Redis URL the services share an in-process revocation cache, so
+they must run together in one process (the embedded default). With Redis,
+each service may run in its own processes, as many as needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable
+
+from services.common.audit import AuditLog
+from services.common.clock import Clock, SystemClock
+from services.common.config import ConfigError, Settings
+from services.common.database import Database, migrate
+from services.common.leases import Lease
+from services.common.logging import get_logger
+from services.common.metrics import serve_metrics
+from services.common.revocation_cache import RevocationCache, open_cache
+from services.common.rpc import RunningServer, open_channel, start_server
+from services.issuer.authority import Hierarchy
+from services.issuer.server import SERVICE_NAME as ISSUER_SERVICE
+from services.issuer.server import IssuerServicer
+from services.issuer.service import Issuer
+from services.registry.cache_sync import LEASE_NAME, CacheSync
+from services.registry.client import RegistryClient
+from services.registry.server import SERVICE_NAME as REGISTRY_SERVICE
+from services.registry.server import RegistryServicer
+from services.registry.store import RegistryStore
+from services.validator.revocation import RevocationChecker
+from services.validator.server import SERVICE_NAME as VALIDATOR_SERVICE
+from services.validator.server import ValidatorServicer
+from services.validator.service import Validator
+from services.validator.trust import TrustStores
+from signers.api import SignerContext
+from tessera.issuer.v1 import issuer_pb2_grpc
+from tessera.registry.v1 import registry_pb2_grpc
+from tessera.validator.v1 import validator_pb2_grpc
+
+SERVICES = ("registry", "issuer", "validator")
+_log = get_logger(__name__)
+# Who the issuer names in the audit log for what it does on its own.
+SYSTEM_ACTOR = "tessera (issuer start-up)"
+
+
+@dataclasses.dataclass
+class Suite:
+    """Running services and what must be closed when they stop."""
+
+    servers: dict[str, RunningServer] = dataclasses.field(default_factory=dict)
+    _closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+
+    def address(self, service: str) -> str:
+        return self.servers[service].address
+
+    def stop(self) -> None:
+        """Stop servers first, then background jobs and connections."""
+        for server in self.servers.values():
+            server.stop()
+        for close in reversed(self._closers):
+            close()
+        self.servers.clear()
+        self._closers.clear()
+
+
+def start_suite(
+    settings: Settings,
+    services: Iterable[str] = SERVICES,
+    clock: Clock | None = None,
+    cache: RevocationCache | None = None,
+) -> Suite:
+    """Start the named services with ``settings``.
+
+    A service started here reaches the registry at the address this process
+    started it on, or at the configured address otherwise.
+    """
+    wanted = list(services)
+    unknown = set(wanted) - set(SERVICES)
+    if unknown:
+        raise ConfigError(
+            f"unknown service {sorted(unknown)[0]!r}; choose from {SERVICES}"
+        )
+    if not settings.redis_url and set(wanted) != set(SERVICES):
+        raise ConfigError(
+            "without a Redis URL the services share an in-process cache, so they must "
+            "run together; start all three, or set TESSERA_REDIS_URL"
+        )
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    suite = Suite()
+    try:
+        if cache is None:
+            cache = open_cache(settings.redis_url)
+            suite._closers.append(cache.close)
+        registry_address = settings.registry_address
+        if "registry" in wanted:
+            server = _start_registry(settings, cache, clock, suite)
+            registry_address = server.address
+        if "issuer" in wanted:
+            _start_issuer(settings, cache, clock, registry_address, suite)
+        if "validator" in wanted:
+            _start_validator(settings, cache, clock, registry_address, suite)
+    except BaseException:
+        suite.stop()
+        raise
+    return suite
+
+
+def serve_metrics_once(settings: Settings) -> str | None:
+    """Start the Prometheus endpoint unless it is switched off."""
+    if not settings.metrics_listen:
+        return None
+    serve_metrics(settings.metrics_listen)
+    return settings.metrics_listen
+
+
+def _audit(settings: Settings, service: str, clock: Clock, suite: Suite) -> AuditLog:
+    migrate(settings.audit_url, "common")
+    database = Database(settings.audit_url)
+    suite._closers.append(database.dispose)
+    return AuditLog(database, service, clock)
+
+
+def _start_registry(
+    settings: Settings, cache: RevocationCache, clock: Clock, suite: Suite
+) -> RunningServer:
+    migrate(settings.registry_database_url, "common")
+    migrate(settings.registry_database_url, "registry")
+    database = Database(settings.registry_database_url)
+    suite._closers.append(database.dispose)
+    store = RegistryStore(database, clock, settings.key_policy)
+
+    interval = dt.timedelta(seconds=settings.registry.cache_sync_interval_seconds)
+    lease = Lease(
+        database,
+        LEASE_NAME,
+        clock,
+        duration=max(interval * 5, dt.timedelta(seconds=10)),
+    )
+    sync = CacheSync(store, cache, lease)
+    sync.start(interval)
+    suite._closers.append(sync.stop)
+
+    servicer = RegistryServicer(store, sync)
+    server = start_server(
+        "registry",
+        settings.registry.listen,
+        lambda grpc_server: registry_pb2_grpc.add_RegistryServiceServicer_to_server(
+            servicer, grpc_server
+        ),
+        [REGISTRY_SERVICE],
+    )
+    suite.servers["registry"] = server
+    return server
+
+
+def _start_issuer(
+    settings: Settings,
+    cache: RevocationCache,
+    clock: Clock,
+    registry_address: str,
+    suite: Suite,
+) -> None:
+    audit = _audit(settings, "issuer", clock, suite)
+    migrate(settings.issuer_database_url, "issuer")
+    database = Database(settings.issuer_database_url)
+    suite._closers.append(database.dispose)
+    signer_context = SignerContext(data_dir=settings.data_dir, environ=dict(os.environ))
+    hierarchy = Hierarchy(database, settings.issuer, signer_context, audit, clock)
+    suite._closers.append(hierarchy.close)
+    # Fail closed: a CA key that cannot be reached stops start-up here.
+    hierarchy.ensure_root(SYSTEM_ACTOR)
+    hierarchy.open_all()
+
+    channel = open_channel(registry_address)
+    suite._closers.append(channel.close)
+    registry = RegistryClient(channel)
+    issuer = Issuer(hierarchy, registry, cache, audit, settings.key_policy, clock)
+    servicer = IssuerServicer(issuer, registry)
+    suite.servers["issuer"] = start_server(
+        "issuer",
+        settings.issuer.listen,
+        lambda grpc_server: issuer_pb2_grpc.add_IssuerServiceServicer_to_server(
+            servicer, grpc_server
+        ),
+        [ISSUER_SERVICE],
+    )
+
+
+def _start_validator(
+    settings: Settings,
+    cache: RevocationCache,
+    clock: Clock,
+    registry_address: str,
+    suite: Suite,
+) -> None:
+    channel = open_channel(registry_address)
+    suite._closers.append(channel.close)
+    registry = RegistryClient(channel)
+    trust_stores = TrustStores(
+        registry,
+        dt.timedelta(seconds=settings.validator.trust_store_ttl_seconds),
+        clock,
+    )
+    revocation = RevocationChecker(
+        cache, registry, settings.validator.registry_timeout_seconds
+    )
+    servicer = ValidatorServicer(Validator(trust_stores, revocation, clock))
+    suite.servers["validator"] = start_server(
+        "validator",
+        settings.validator.listen,
+        lambda grpc_server: validator_pb2_grpc.add_ValidatorServiceServicer_to_server(
+            servicer, grpc_server
+        ),
+        [VALIDATOR_SERVICE],
+    )

@@ -1,0 +1,1 @@
+"""The validator: "may this client in?" for a frontdoor, on every connection."""

@@ -1,0 +1,219 @@
+"""Path validation for client certificates against a frontdoor's anchors.
+
+cryptography's client verifier builds and checks the path, with its WebPKI
+extension policies except that a client certificate without SAN is
+accepted (DESIGN, "Trust anchors": identity may come from the subject).
+When the verifier refuses, ``diagnose`` works out which of Tessera's
+validation reasons apply, so the caller gets "expired" or "untrusted issuer"
+rather than the library's internal wording. Rules the library does not
+enforce for client authentication (a keyUsage without digitalSignature)
+are checked here too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509 import verification
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from services.common import identifiers
+from tessera.common.v1 import common_pb2
+
+OK = common_pb2.VALIDATION_REASON_OK
+EXPIRED = common_pb2.VALIDATION_REASON_EXPIRED
+NOT_YET_VALID = common_pb2.VALIDATION_REASON_NOT_YET_VALID
+UNTRUSTED_ISSUER = common_pb2.VALIDATION_REASON_UNTRUSTED_ISSUER
+BAD_SIGNATURE = common_pb2.VALIDATION_REASON_BAD_SIGNATURE
+WRONG_USAGE = common_pb2.VALIDATION_REASON_WRONG_USAGE
+INVALID_PATH = common_pb2.VALIDATION_REASON_INVALID_PATH
+
+# Frontdoor anchors are intermediates with pathLen 0, so real paths are two
+# certificates long; uploaded CAs may add a few more.
+MAX_CHAIN_DEPTH = 8
+
+_Found = Callable[[int, str], None]
+
+_CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
+_EE_POLICY = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class PathResult:
+    """The outcome of path validation."""
+
+    reasons: tuple[int, ...]
+    message: str
+    # Leaf first, ending with the anchor; empty when the path is invalid.
+    chain: tuple[x509.Certificate, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return self.reasons == (OK,)
+
+
+class AnchorSet:
+    """A frontdoor's trust anchors, ready for the verifier."""
+
+    def __init__(self, anchors: Sequence[x509.Certificate]) -> None:
+        self.certificates = tuple(anchors)
+        self._store = verification.Store(list(anchors)) if anchors else None
+
+    def verify(
+        self,
+        leaf: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        now: dt.datetime,
+    ) -> PathResult:
+        """Validate ``leaf`` (with the intermediates it presented) at ``now``."""
+        if self._store is None:
+            return PathResult(
+                (UNTRUSTED_ISSUER,), "the frontdoor has no usable trust anchors"
+            )
+        verifier = (
+            verification.PolicyBuilder()
+            .store(self._store)
+            .time(now)
+            .max_chain_depth(MAX_CHAIN_DEPTH)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_EE_POLICY)
+            .build_client_verifier()
+        )
+        try:
+            verified = verifier.verify(leaf, list(intermediates))
+        except verification.VerificationError as error:
+            return diagnose(leaf, intermediates, self.certificates, now, str(error))
+
+        usage_problem = client_usage_problem(leaf)
+        if usage_problem:
+            return PathResult((WRONG_USAGE,), usage_problem)
+        return PathResult((OK,), "the certificate is valid", tuple(verified.chain))
+
+
+def client_usage_problem(certificate: x509.Certificate) -> str:
+    """Why a certificate may not authenticate a TLS client, or "" if it may."""
+    try:
+        key_usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not key_usage.digital_signature:
+            return (
+                "the certificate's keyUsage lacks digitalSignature, which TLS client "
+                "authentication needs"
+            )
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usages = certificate.extensions.get_extension_for_class(
+            x509.ExtendedKeyUsage
+        ).value
+        if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+            return (
+                "the certificate's extendedKeyUsage does not include clientAuth; it "
+                "was issued for another purpose"
+            )
+    except x509.ExtensionNotFound:
+        pass
+    return ""
+
+
+def diagnose(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    anchors: Sequence[x509.Certificate],
+    now: dt.datetime,
+    library_message: str,
+) -> PathResult:
+    """Tessera's reasons for a path the verifier refused."""
+    reasons: list[int] = []
+    sentences: list[str] = []
+
+    def found(reason: int, sentence: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
+            sentences.append(sentence)
+
+    _check_validity(leaf, "the certificate", now, found)
+    usage_problem = client_usage_problem(leaf)
+    if usage_problem:
+        found(WRONG_USAGE, usage_problem)
+
+    # Walk up from the leaf through presented intermediates to an anchor.
+    current = leaf
+    pool = [*intermediates]
+    for _ in range(MAX_CHAIN_DEPTH):
+        issuers = _issuer_candidates(current, anchors, pool)
+        if not issuers:
+            issuer_name = current.issuer.rfc4514_string()
+            found(
+                UNTRUSTED_ISSUER,
+                f"no trust anchor of this frontdoor issued {_describe(current, leaf)} "
+                f"(issuer {issuer_name})",
+            )
+            break
+        signed_by = [issuer for issuer in issuers if _signed_by(current, issuer)]
+        if not signed_by:
+            found(
+                BAD_SIGNATURE,
+                f"the signature on {_describe(current, leaf)} does not verify with the "
+                "key of its named issuer",
+            )
+            break
+        issuer = signed_by[0]
+        if issuer in anchors:
+            _check_validity(issuer, "the issuing CA", now, found)
+            break
+        _check_validity(issuer, "an intermediate in the chain", now, found)
+        pool.remove(issuer)
+        current = issuer
+
+    if not reasons:
+        found(INVALID_PATH, f"the certificate path is not valid: {library_message}")
+    return PathResult(tuple(reasons), "; ".join(sentences))
+
+
+def _check_validity(
+    certificate: x509.Certificate, what: str, now: dt.datetime, found: _Found
+) -> None:
+    if now < certificate.not_valid_before_utc:
+        found(
+            NOT_YET_VALID,
+            f"{what} is not valid before "
+            f"{certificate.not_valid_before_utc.isoformat()}",
+        )
+    elif now > certificate.not_valid_after_utc:
+        found(
+            EXPIRED,
+            f"{what} expired on {certificate.not_valid_after_utc.isoformat()}",
+        )
+
+
+def _issuer_candidates(
+    certificate: x509.Certificate,
+    anchors: Sequence[x509.Certificate],
+    pool: Sequence[x509.Certificate],
+) -> list[x509.Certificate]:
+    wanted_key_id = identifiers.authority_key_id(certificate)
+    candidates = []
+    for candidate in (*anchors, *pool):
+        if candidate.subject != certificate.issuer:
+            continue
+        if wanted_key_id and identifiers.subject_key_id(candidate) != wanted_key_id:
+            continue
+        candidates.append(candidate)
+    return candidates
+
+
+def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def _describe(certificate: x509.Certificate, leaf: x509.Certificate) -> str:
+    return "the certificate" if certificate is leaf else "an intermediate in the chain"

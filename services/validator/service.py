@@ -1,0 +1,222 @@
+"""The validator's one question: may this client certificate in at this
+frontdoor? Path, usage and revocation, answered as a verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cryptography import x509
+
+from services.common import certificate_facts as facts
+from services.common import identifiers, metrics
+from services.common.clock import Clock
+from services.common.errors import InvalidArgument
+from services.validator.chain import OK
+from services.validator.revocation import RevocationChecker, Status
+from services.validator.trust import FrontdoorTrust, TrustStores
+from tessera.common.v1 import common_pb2
+from tessera.validator.v1 import validator_pb2
+
+# A client presents its certificate and a few intermediates at most.
+MAX_CHAIN_LENGTH = 10
+MAX_CERTIFICATE_BYTES = 64 * 1024
+
+_REASON_WORDS = {
+    reason: common_pb2.RevocationReason.Name(reason)
+    .removeprefix("REVOCATION_REASON_")
+    .lower()
+    for reason in common_pb2.RevocationReason.values()
+}
+
+
+class Validator:
+    """Validates client certificate chains for frontdoors."""
+
+    def __init__(
+        self, trust_stores: TrustStores, revocation: RevocationChecker, clock: Clock
+    ) -> None:
+        self._trust_stores = trust_stores
+        self._revocation = revocation
+        self._clock = clock
+
+    def validate(
+        self, chain: Sequence[bytes], frontdoor: str
+    ) -> validator_pb2.ValidationVerdict:
+        """The verdict for a chain (client certificate first) at a frontdoor."""
+        if not chain:
+            raise InvalidArgument(
+                "chain is empty; send the client certificate first, then any "
+                "intermediates it presented"
+            )
+        if len(chain) > MAX_CHAIN_LENGTH:
+            raise InvalidArgument(
+                f"chain has {len(chain)} certificates; at most {MAX_CHAIN_LENGTH} are "
+                "accepted"
+            )
+        if not frontdoor:
+            raise InvalidArgument(
+                "frontdoor is empty; name the frontdoor to validate for"
+            )
+
+        verdict = self._verdict(chain, frontdoor)
+        metrics.VERDICTS.labels(
+            frontdoor=frontdoor if verdict.reasons[0] != _FRONTDOOR_UNKNOWN else "",
+            reason=common_pb2.ValidationReason.Name(verdict.reasons[0]),
+        ).inc()
+        return verdict
+
+    def _verdict(
+        self, chain: Sequence[bytes], frontdoor: str
+    ) -> validator_pb2.ValidationVerdict:
+        # Step 1: parse what the client presented.
+        certificates = []
+        for position, der in enumerate(chain):
+            certificate = _parse(der)
+            if certificate is None:
+                which = (
+                    "the client certificate"
+                    if position == 0
+                    else (f"certificate {position + 1} of the chain")
+                )
+                return _refusal(
+                    common_pb2.VALIDATION_REASON_MALFORMED,
+                    f"{which} is not a DER-encoded X.509 certificate",
+                )
+            certificates.append(certificate)
+        leaf, intermediates = certificates[0], certificates[1:]
+        identity = _identity(leaf)
+
+        # Step 2: the frontdoor's anchors.
+        trust = self._trust_stores.get(frontdoor)
+        if trust is None:
+            return _refusal(
+                _FRONTDOOR_UNKNOWN,
+                f"frontdoor {frontdoor!r} does not exist",
+                identity,
+            )
+
+        # Step 3: the path.
+        path = trust.anchors.verify(leaf, intermediates, self._clock.now())
+        if not path.valid:
+            return _refusal(path.reasons, path.message, identity)
+
+        # Step 4: revocation of every certificate of the path Tessera issued.
+        return self._check_revocation(path.chain, trust, identity)
+
+    def _check_revocation(
+        self,
+        path: Sequence[x509.Certificate],
+        trust: FrontdoorTrust,
+        identity: validator_pb2.ClientIdentity,
+    ) -> validator_pb2.ValidationVerdict:
+        unknown = []
+        for certificate in _issued_by_tessera(path, trust):
+            issuer_key_id = identifiers.authority_key_id(certificate) or ""
+            serial_number = identifiers.format_serial(certificate.serial_number)
+            answer = self._revocation.check(issuer_key_id, serial_number)
+            what = "the certificate" if certificate is path[0] else "its issuing CA"
+            if answer.status is Status.REVOKED:
+                assert answer.revocation is not None
+                reason = _REASON_WORDS.get(answer.revocation.reason, "unspecified")
+                verdict = _refusal(
+                    common_pb2.VALIDATION_REASON_REVOKED,
+                    f"{what} was revoked on "
+                    f"{facts.from_timestamp(answer.revocation.revocation_date).isoformat()}"
+                    f" (reason: {reason})",
+                    identity,
+                )
+                verdict.revocation.CopyFrom(answer.revocation)
+                return verdict
+            if answer.status is Status.UNKNOWN:
+                unknown.append(f"{what}: {answer.source}")
+
+        if unknown:
+            fails_open = (
+                trust.revocation.on_unknown
+                == common_pb2.REVOCATION_FAILURE_POLICY_FAIL_OPEN
+            )
+            if not fails_open:
+                return _refusal(
+                    common_pb2.VALIDATION_REASON_REVOCATION_UNKNOWN,
+                    "revocation status is unknown and the frontdoor fails closed; "
+                    + "; ".join(unknown),
+                    identity,
+                )
+            return validator_pb2.ValidationVerdict(
+                valid=True,
+                reasons=[OK],
+                message="valid, but revocation status is unknown and the frontdoor "
+                "fails open; " + "; ".join(unknown),
+                identity=identity,
+            )
+        return validator_pb2.ValidationVerdict(
+            valid=True,
+            reasons=[OK],
+            message="the certificate is valid",
+            identity=identity,
+        )
+
+
+_FRONTDOOR_UNKNOWN = common_pb2.VALIDATION_REASON_FRONTDOOR_UNKNOWN
+
+
+def _parse(der: bytes) -> x509.Certificate | None:
+    if not der or len(der) > MAX_CERTIFICATE_BYTES:
+        return None
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+        # Parsing is lazy; reach the parts validation reads so damage shows here.
+        certificate.extensions  # noqa: B018
+        certificate.public_key()
+    except ValueError:
+        return None
+    return certificate
+
+
+def _identity(leaf: x509.Certificate) -> validator_pb2.ClientIdentity:
+    try:
+        subject_alt_names = facts.subject_alt_names(leaf)
+    except (ValueError, x509.UnsupportedGeneralNameType):
+        subject_alt_names = []
+    return validator_pb2.ClientIdentity(
+        subject=facts.subject_text(leaf.subject),
+        subject_alt_names=subject_alt_names,
+        fingerprint_sha256=identifiers.fingerprint(leaf),
+        serial_number=identifiers.format_serial(leaf.serial_number),
+        issuer_key_id=identifiers.authority_key_id(leaf) or "",
+        not_valid_after=facts.timestamp(leaf.not_valid_after_utc),
+    )
+
+
+def _issued_by_tessera(
+    path: Sequence[x509.Certificate], trust: FrontdoorTrust
+) -> list[x509.Certificate]:
+    """Certificates of the path whose revocation is in Tessera's log: those
+    signed by one of the frontdoor's issued intermediates, and those
+    intermediates themselves (signed by the platform root)."""
+    issued = []
+    for certificate in path:
+        signed_by_issued_anchor = (
+            identifiers.authority_key_id(certificate) in trust.issued_anchor_key_ids
+        )
+        is_issued_anchor = (
+            identifiers.subject_key_id(certificate) in trust.issued_anchor_key_ids
+        )
+        if signed_by_issued_anchor or is_issued_anchor:
+            issued.append(certificate)
+    return issued
+
+
+def _refusal(
+    reasons: int | Sequence[int],
+    message: str,
+    identity: validator_pb2.ClientIdentity | None = None,
+) -> validator_pb2.ValidationVerdict:
+    verdict = validator_pb2.ValidationVerdict(
+        valid=False,
+        reasons=[reasons] if isinstance(reasons, int) else list(reasons),
+        message=message,
+    )
+    if identity is not None:
+        verdict.identity.CopyFrom(identity)
+    return verdict

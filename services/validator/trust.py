@@ -1,0 +1,101 @@
+"""Frontdoor trust stores as the validator holds them: fetched from the
+registry and reused for a short time, so the hot path rarely leaves the
+process."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+
+from cryptography import x509
+
+from services.common.clock import Clock
+from services.common.errors import NotFound, TesseraError
+from services.registry.client import RegistryClient
+from services.validator.chain import AnchorSet
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2
+
+# When the registry cannot be reached, a trust store fetched this many TTLs
+# ago is still used rather than refusing every client.
+_STALE_FACTOR = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontdoorTrust:
+    """What the validator needs to know about one frontdoor."""
+
+    frontdoor: str
+    anchors: AnchorSet
+    # Key ids of the anchors the platform root issued: revocations of them
+    # and of the certificates they signed are in Tessera's revocation log.
+    issued_anchor_key_ids: frozenset[str]
+    revocation: common_pb2.RevocationPolicy
+    fetched_at: dt.datetime
+
+
+class TrustStores:
+    """A per-frontdoor cache of trust stores with a time to live."""
+
+    def __init__(
+        self, registry: RegistryClient, ttl: dt.timedelta, clock: Clock
+    ) -> None:
+        self._registry = registry
+        self._ttl = ttl
+        self._clock = clock
+        self._stores: dict[str, FrontdoorTrust] = {}
+        self._lock = threading.Lock()
+
+    def get(self, frontdoor: str) -> FrontdoorTrust | None:
+        """The frontdoor's trust store; None when the frontdoor does not exist."""
+        now = self._clock.now()
+        with self._lock:
+            cached = self._stores.get(frontdoor)
+        if cached is not None and now - cached.fetched_at < self._ttl:
+            return cached
+
+        try:
+            fetched = self._registry.trust_store(frontdoor)
+        except NotFound:
+            with self._lock:
+                self._stores.pop(frontdoor, None)
+            return None
+        except TesseraError:
+            if (
+                cached is not None
+                and now - cached.fetched_at < self._ttl * _STALE_FACTOR
+            ):
+                return cached
+            raise
+        trust = _frontdoor_trust(fetched, now)
+        with self._lock:
+            self._stores[frontdoor] = trust
+        return trust
+
+    def forget(self, frontdoor: str | None = None) -> None:
+        """Drop one frontdoor's trust store, or all of them."""
+        with self._lock:
+            if frontdoor is None:
+                self._stores.clear()
+            else:
+                self._stores.pop(frontdoor, None)
+
+
+def _frontdoor_trust(
+    store: registry_pb2.TrustStore, now: dt.datetime
+) -> FrontdoorTrust:
+    certificates = [
+        x509.load_der_x509_certificate(a.certificate) for a in store.anchors
+    ]
+    return FrontdoorTrust(
+        frontdoor=store.frontdoor,
+        anchors=AnchorSet(certificates),
+        issued_anchor_key_ids=frozenset(
+            anchor.key_id
+            for anchor in store.anchors
+            if anchor.kind == registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE
+        ),
+        revocation=store.revocation,
+        fetched_at=now,
+    )

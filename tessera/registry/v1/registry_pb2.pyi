@@ -1,0 +1,179 @@
+import datetime
+
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tessera.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterFrontdoorRequest(_message.Message):
+    __slots__ = ("name", "settings", "intermediate")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    INTERMEDIATE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    settings: _common_pb2.FrontdoorSettings
+    intermediate: bytes
+    def __init__(self, name: _Optional[str] = ..., settings: _Optional[_Union[_common_pb2.FrontdoorSettings, _Mapping]] = ..., intermediate: _Optional[bytes] = ...) -> None: ...
+
+class GetFrontdoorRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListFrontdoorsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFrontdoorsResponse(_message.Message):
+    __slots__ = ("frontdoors",)
+    FRONTDOORS_FIELD_NUMBER: _ClassVar[int]
+    frontdoors: _containers.RepeatedCompositeFieldContainer[_common_pb2.Frontdoor]
+    def __init__(self, frontdoors: _Optional[_Iterable[_Union[_common_pb2.Frontdoor, _Mapping]]] = ...) -> None: ...
+
+class UpdateFrontdoorSettingsRequest(_message.Message):
+    __slots__ = ("name", "settings", "update_mask")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    settings: _common_pb2.FrontdoorSettings
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, name: _Optional[str] = ..., settings: _Optional[_Union[_common_pb2.FrontdoorSettings, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class GetTrustStoreRequest(_message.Message):
+    __slots__ = ("frontdoor",)
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    def __init__(self, frontdoor: _Optional[str] = ...) -> None: ...
+
+class TrustStore(_message.Message):
+    __slots__ = ("frontdoor", "anchors", "revocation")
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    ANCHORS_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    anchors: _containers.RepeatedCompositeFieldContainer[TrustAnchor]
+    revocation: _common_pb2.RevocationPolicy
+    def __init__(self, frontdoor: _Optional[str] = ..., anchors: _Optional[_Iterable[_Union[TrustAnchor, _Mapping]]] = ..., revocation: _Optional[_Union[_common_pb2.RevocationPolicy, _Mapping]] = ...) -> None: ...
+
+class TrustAnchor(_message.Message):
+    __slots__ = ("certificate", "kind", "key_id", "issuer_key_id")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[TrustAnchor.Kind]
+        KIND_ISSUED_INTERMEDIATE: _ClassVar[TrustAnchor.Kind]
+    KIND_UNSPECIFIED: TrustAnchor.Kind
+    KIND_ISSUED_INTERMEDIATE: TrustAnchor.Kind
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    kind: TrustAnchor.Kind
+    key_id: str
+    issuer_key_id: str
+    def __init__(self, certificate: _Optional[bytes] = ..., kind: _Optional[_Union[TrustAnchor.Kind, str]] = ..., key_id: _Optional[str] = ..., issuer_key_id: _Optional[str] = ...) -> None: ...
+
+class RecordCertificateRequest(_message.Message):
+    __slots__ = ("certificate", "frontdoor", "name", "kind")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    certificate: bytes
+    frontdoor: str
+    name: str
+    kind: _common_pb2.CertificateKind
+    def __init__(self, certificate: _Optional[bytes] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ...) -> None: ...
+
+class GetCertificateRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "serial", "frontdoor_serial")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    FRONTDOOR_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    serial: SerialInIssuer
+    frontdoor_serial: _common_pb2.SerialInFrontdoor
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[SerialInIssuer, _Mapping]] = ..., frontdoor_serial: _Optional[_Union[_common_pb2.SerialInFrontdoor, _Mapping]] = ...) -> None: ...
+
+class SerialInIssuer(_message.Message):
+    __slots__ = ("issuer_key_id", "serial_number")
+    ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    issuer_key_id: str
+    serial_number: str
+    def __init__(self, issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
+
+class ListCertificatesRequest(_message.Message):
+    __slots__ = ("frontdoor", "status", "page_size", "page_token")
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    status: _common_pb2.CertificateStatus
+    page_size: int
+    page_token: str
+    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListCertificatesResponse(_message.Message):
+    __slots__ = ("certificates", "next_page_token")
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    certificates: _containers.RepeatedCompositeFieldContainer[_common_pb2.CertificateRecord]
+    next_page_token: str
+    def __init__(self, certificates: _Optional[_Iterable[_Union[_common_pb2.CertificateRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RecordRevocationRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "serial", "reason", "invalidity_date")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INVALIDITY_DATE_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    serial: _common_pb2.SerialInFrontdoor
+    reason: _common_pb2.RevocationReason
+    invalidity_date: _timestamp_pb2.Timestamp
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[_common_pb2.SerialInFrontdoor, _Mapping]] = ..., reason: _Optional[_Union[_common_pb2.RevocationReason, str]] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListRevocationsRequest(_message.Message):
+    __slots__ = ("after_sequence", "limit")
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_sequence: int
+    limit: int
+    def __init__(self, after_sequence: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListRevocationsResponse(_message.Message):
+    __slots__ = ("revocations", "last_sequence")
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    revocations: _containers.RepeatedCompositeFieldContainer[_common_pb2.Revocation]
+    last_sequence: int
+    def __init__(self, revocations: _Optional[_Iterable[_Union[_common_pb2.Revocation, _Mapping]]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+
+class GetRevocationStatusRequest(_message.Message):
+    __slots__ = ("issuer_key_id", "serial_number")
+    ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    issuer_key_id: str
+    serial_number: str
+    def __init__(self, issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
+
+class RevocationStatus(_message.Message):
+    __slots__ = ("revoked", "revocation", "complete_to_sequence")
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_TO_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    revocation: _common_pb2.Revocation
+    complete_to_sequence: int
+    def __init__(self, revoked: _Optional[bool] = ..., revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ..., complete_to_sequence: _Optional[int] = ...) -> None: ...
