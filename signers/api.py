@@ -164,13 +164,15 @@ class _DelegatingEllipticCurveKey(ec.EllipticCurvePrivateKey):
         self._public = public
 
     def sign(
-        self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
+        self,
+        data: bytes | bytearray | memoryview,
+        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
     ) -> bytes:
-        if not isinstance(signature_algorithm, ec.ECDSA) or isinstance(
-            signature_algorithm.algorithm, hashes.Prehashed
+        if not isinstance(signature_algorithm, ec.ECDSA) or not isinstance(
+            signature_algorithm.algorithm, hashes.HashAlgorithm
         ):
             raise SignerError("only ECDSA over unhashed data is supported")
-        return self._signer.sign(data, signature_algorithm.algorithm)
+        return self._signer.sign(bytes(data), signature_algorithm.algorithm)
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self._public
@@ -210,15 +212,13 @@ class _DelegatingRsaKey(rsa.RSAPrivateKey):
 
     def sign(
         self,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         padding: padding.AsymmetricPadding,
         algorithm: hashes.HashAlgorithm | object,
     ) -> bytes:
-        if not isinstance(algorithm, hashes.HashAlgorithm) or isinstance(
-            algorithm, hashes.Prehashed
-        ):
+        if not isinstance(algorithm, hashes.HashAlgorithm):
             raise SignerError("only RSA signatures over unhashed data are supported")
-        return self._signer.sign(data, algorithm, padding)
+        return self._signer.sign(bytes(data), algorithm, padding)
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from tessera.common.v1 import common_pb2
 
-_SAN_TYPES: dict[type[x509.GeneralName], int] = {
+_SAN_TYPES: dict[type[x509.GeneralName], common_pb2.SubjectAltName.Type] = {
     x509.DNSName: common_pb2.SubjectAltName.TYPE_DNS,
     x509.UniformResourceIdentifier: common_pb2.SubjectAltName.TYPE_URI,
     x509.RFC822Name: common_pb2.SubjectAltName.TYPE_EMAIL,

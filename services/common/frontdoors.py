@@ -41,7 +41,7 @@ def check_frontdoor_name(name: str) -> str:
     return name
 
 
-def platform_key_types(policy: KeyPolicyConfig) -> list[int]:
+def platform_key_types(policy: KeyPolicyConfig) -> list[common_pb2.KeyType]:
     """The key types the platform allows, as KeyType values."""
     return [_KEY_TYPES_BY_CONFIG[name] for name in policy.allowed_key_types]
 
@@ -117,7 +117,7 @@ def apply_update(
             "update_mask names no fields; list the settings to change, for example "
             "issuance.default_validity_days"
         )
-    if not mask.IsValidForDescriptor(common_pb2.FrontdoorSettings.DESCRIPTOR):
+    if not mask.IsValidForDescriptor(common_pb2.FrontdoorSettings.DESCRIPTOR):  # type: ignore[arg-type]
         raise InvalidArgument(
             f"update_mask {', '.join(mask.paths)} names fields FrontdoorSettings "
             "does not have"

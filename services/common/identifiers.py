@@ -68,7 +68,7 @@ def subject_key_id(certificate: x509.Certificate) -> str:
         return extension.value.key_identifier.hex()
     except x509.ExtensionNotFound:
         return x509.SubjectKeyIdentifier.from_public_key(
-            certificate.public_key()  # type: ignore[arg-type]
+            certificate.public_key()
         ).key_identifier.hex()
 
 

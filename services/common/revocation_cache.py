@@ -284,7 +284,7 @@ class RedisRevocationCache(RevocationCache):
         except redis.RedisError as error:
             raise CacheUnavailable(f"Redis cannot be reached: {error}") from error
         return CacheAnswer(
-            revocation=CachedRevocation.decode(entry) if entry else None,
+            revocation=CachedRevocation.decode(str(entry)) if entry else None,
             complete_to=int(marker) if marker is not None else None,
         )
 

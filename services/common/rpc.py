@@ -89,7 +89,7 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
     }
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class ErrorMappingInterceptor(grpc.ServerInterceptor[Any, Any]):
     """Maps exceptions to statuses, binds a request id and times each call."""
 
     def __init__(self, service: str) -> None:
@@ -220,8 +220,9 @@ def start_server(
 
 
 class _RequestIdInterceptor(
-    grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor
-):  # type: ignore[misc]
+    grpc.UnaryUnaryClientInterceptor[Any, Any],
+    grpc.UnaryStreamClientInterceptor[Any, Any],
+):
     """Passes the current request id (and actor) on to the next service."""
 
     def __init__(self, actor: str | None) -> None:
@@ -237,7 +238,7 @@ class _RequestIdInterceptor(
         return _CallDetails(
             details.method,
             details.timeout,
-            metadata,
+            tuple(metadata),
             details.credentials,
             getattr(details, "wait_for_ready", None),
             getattr(details, "compression", None),
@@ -255,10 +256,10 @@ class _RequestIdInterceptor(
 
 
 @dataclasses.dataclass(frozen=True)
-class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+class _CallDetails(grpc.ClientCallDetails):
     method: str
     timeout: float | None
-    metadata: Sequence[tuple[str, str]] | None
+    metadata: tuple[tuple[str, str | bytes], ...] | None
     credentials: grpc.CallCredentials | None
     wait_for_ready: bool | None
     compression: grpc.Compression | None
@@ -286,7 +287,7 @@ def remote_error(error: grpc.RpcError, service: str) -> TesseraError:
     if kind is None or kind is ErrorKind.INTERNAL:
         return RemoteInternal(f"the {service} failed: {message}")
     details: list[Message] = []
-    status = rpc_status.from_call(error)
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
     if status is not None:
         details.extend(status.details)
     return ERROR_CLASSES[kind](message, details)

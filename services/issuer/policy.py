@@ -97,7 +97,7 @@ def check_csr(
     return AcceptedRequest(
         subject=csr.subject,
         subject_alt_names=subject_alt_names,
-        public_key=public_key,  # type: ignore[arg-type]
+        public_key=public_key,
     )
 
 

@@ -17,7 +17,11 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
     CertificatePublicKeyTypes,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    NameOID,
+)
 
 # Certificates start a minute in the past so that a relying party whose
 # clock is a little behind does not see them as not yet valid.
@@ -58,7 +62,9 @@ class Validity:
         return cls(now - BACKDATE, not_valid_after)
 
 
-def signature_hash(public_key: CertificateIssuerPublicKeyTypes) -> hashes.HashAlgorithm:
+def signature_hash(
+    public_key: CertificateIssuerPublicKeyTypes,
+) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512:
     """The hash a CA key signs with: matched to the curve, SHA-256 for RSA."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         if public_key.key_size > 384:
@@ -166,7 +172,7 @@ def intermediate_template(
             x509.AuthorityInformationAccess(
                 [
                     x509.AccessDescription(
-                        x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                        AuthorityInformationAccessOID.CA_ISSUERS,
                         x509.UniformResourceIdentifier(
                             urls.ca_certificate(root_key_id)
                         ),
@@ -216,7 +222,7 @@ def client_template(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
         .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(public_key),  # type: ignore[arg-type]
+            x509.SubjectKeyIdentifier.from_public_key(public_key),
             critical=False,
         )
         .add_extension(_authority_key_identifier(issuer_key_id), critical=False)
@@ -227,11 +233,11 @@ def client_template(
             x509.AuthorityInformationAccess(
                 [
                     x509.AccessDescription(
-                        x509.AuthorityInformationAccessOID.OCSP,
+                        AuthorityInformationAccessOID.OCSP,
                         x509.UniformResourceIdentifier(urls.ocsp(issuer_key_id)),
                     ),
                     x509.AccessDescription(
-                        x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                        AuthorityInformationAccessOID.CA_ISSUERS,
                         x509.UniformResourceIdentifier(
                             urls.ca_certificate(issuer_key_id)
                         ),

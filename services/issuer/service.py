@@ -29,6 +29,7 @@ from services.common.revocation_cache import (
     CacheUnavailable,
     RevocationCache,
 )
+from services.common.revocation_reasons import check_revocation_reason, rfc_name
 from services.issuer.authority import (
     CertificateAuthority,
     Hierarchy,
@@ -38,7 +39,7 @@ from services.issuer.authority import (
 from services.issuer.policy import AcceptedRequest, check_csr, load_csr
 from services.issuer.profile import Validity, client_template
 from services.registry.client import RegistryClient
-from services.registry.store import check_descriptive_name, check_revocation_reason
+from services.registry.store import check_descriptive_name
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
 from tessera.registry.v1 import registry_pb2
@@ -205,7 +206,7 @@ class Issuer:
         """Revoke through the registry's log, then set the fast-path status."""
         check_revocation_reason(request.reason)
         target = _revocation_target(request)
-        reason = common_pb2.RevocationReason.Name(request.reason)
+        reason = rfc_name(request.reason)
 
         # Step 1: the registry's log is the truth; it hands out the sequence.
         registry_request = registry_pb2.RecordRevocationRequest(reason=request.reason)

@@ -64,7 +64,7 @@ class RegistryClient:
             )
 
     def record_certificate(
-        self, der: bytes, frontdoor: str, name: str, kind: int
+        self, der: bytes, frontdoor: str, name: str, kind: common_pb2.CertificateKind
     ) -> common_pb2.CertificateRecord:
         request = registry_pb2.RecordCertificateRequest(
             certificate=der, frontdoor=frontdoor, name=name, kind=kind

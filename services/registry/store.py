@@ -13,7 +13,7 @@ import json
 import secrets
 import unicodedata
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -40,6 +40,7 @@ from services.common.frontdoors import (
     effective_settings,
 )
 from services.common.revocation_cache import CachedRevocation
+from services.common.revocation_reasons import check_revocation_reason
 from services.registry.models import (
     REVOCATION_COUNTER,
     CertificateRow,
@@ -224,7 +225,11 @@ class RegistryStore:
     # Certificates -------------------------------------------------------
 
     def record_certificate(
-        self, der: bytes, frontdoor: str, name: str, kind: int
+        self,
+        der: bytes,
+        frontdoor: str,
+        name: str,
+        kind: common_pb2.CertificateKind,
     ) -> common_pb2.CertificateRecord:
         """Record a certificate the issuer signed; recording it twice is harmless."""
         certificate = _load_certificate(der)
@@ -256,7 +261,11 @@ class RegistryStore:
             return self._record_message(session, _find_certificate(session, selector))
 
     def list_certificates(
-        self, frontdoor: str, status: int, page_size: int, page_token: str
+        self,
+        frontdoor: str,
+        status: common_pb2.CertificateStatus,
+        page_size: int,
+        page_token: str,
     ) -> tuple[list[common_pb2.CertificateRecord], str]:
         """A page of certificates in recording order, and the next page's token."""
         if status and status not in common_pb2.CertificateStatus.values():
@@ -373,7 +382,7 @@ class RegistryStore:
 
     def revocation_status(
         self, issuer_key_id: str, serial_number: str
-    ) -> common_pb2.RevocationStatus:
+    ) -> registry_pb2.RevocationStatus:
         """The log's word on one certificate, with the sequence it covers."""
         with self._database.reading() as session:
             last = _last_sequence(session)
@@ -582,16 +591,6 @@ def check_descriptive_name(name: str) -> str:
     return name
 
 
-def check_revocation_reason(reason: int) -> None:
-    """Raise InvalidArgument unless ``reason`` is an RFC 5280 revocation reason."""
-    if reason not in common_pb2.RevocationReason.values():
-        raise InvalidArgument(f"revocation reason {reason} is not an RFC 5280 reason")
-    if reason == common_pb2.REVOCATION_REASON_REMOVE_FROM_CRL:
-        raise InvalidArgument(
-            "removeFromCRL is not a reason to revoke; it only appears in delta CRLs"
-        )
-
-
 def _load_certificate(der: bytes) -> x509.Certificate:
     if not der:
         raise InvalidArgument("certificate is empty; send the DER bytes")
@@ -712,8 +711,10 @@ def _parsed(parse: Callable[[str], _Parsed], text: str) -> _Parsed:
 
 
 def _filter_status(
-    statement: sa.Select[tuple[CertificateRow]], status: int, now: dt.datetime
-) -> sa.Select[tuple[CertificateRow]]:
+    statement: sa.Select[Any],
+    status: common_pb2.CertificateStatus,
+    now: dt.datetime,
+) -> sa.Select[Any]:
     if not status:
         return statement
     if status == common_pb2.CERTIFICATE_STATUS_EXPIRED:
@@ -729,7 +730,9 @@ def _filter_status(
     return statement
 
 
-def _status_value(row: CertificateRow, now: dt.datetime) -> int:
+def _status_value(
+    row: CertificateRow, now: dt.datetime
+) -> common_pb2.CertificateStatus:
     if row.status in ("active", "superseded") and row.not_valid_after <= now:
         return common_pb2.CERTIFICATE_STATUS_EXPIRED
     return _STATUS_VALUES[row.status]

@@ -36,7 +36,7 @@ INVALID_PATH = common_pb2.VALIDATION_REASON_INVALID_PATH
 # certificates long; uploaded CAs may add a few more.
 MAX_CHAIN_DEPTH = 8
 
-_Found = Callable[[int, str], None]
+_Found = Callable[[common_pb2.ValidationReason, str], None]
 
 _CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
 _EE_POLICY = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
@@ -48,7 +48,7 @@ _EE_POLICY = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
 class PathResult:
     """The outcome of path validation."""
 
-    reasons: tuple[int, ...]
+    reasons: tuple[common_pb2.ValidationReason, ...]
     message: str
     # Leaf first, ending with the anchor; empty when the path is invalid.
     chain: tuple[x509.Certificate, ...] = ()
@@ -128,10 +128,10 @@ def diagnose(
     library_message: str,
 ) -> PathResult:
     """Tessera's reasons for a path the verifier refused."""
-    reasons: list[int] = []
+    reasons: list[common_pb2.ValidationReason] = []
     sentences: list[str] = []
 
-    def found(reason: int, sentence: str) -> None:
+    def found(reason: common_pb2.ValidationReason, sentence: str) -> None:
         if reason not in reasons:
             reasons.append(reason)
             sentences.append(sentence)

@@ -11,6 +11,7 @@ from services.common import certificate_facts as facts
 from services.common import identifiers, metrics
 from services.common.clock import Clock
 from services.common.errors import InvalidArgument
+from services.common.revocation_reasons import rfc_name
 from services.validator.chain import OK
 from services.validator.revocation import RevocationChecker, Status
 from services.validator.trust import FrontdoorTrust, TrustStores
@@ -20,13 +21,6 @@ from tessera.validator.v1 import validator_pb2
 # A client presents its certificate and a few intermediates at most.
 MAX_CHAIN_LENGTH = 10
 MAX_CERTIFICATE_BYTES = 64 * 1024
-
-_REASON_WORDS = {
-    reason: common_pb2.RevocationReason.Name(reason)
-    .removeprefix("REVOCATION_REASON_")
-    .lower()
-    for reason in common_pb2.RevocationReason.values()
-}
 
 
 class Validator:
@@ -117,7 +111,7 @@ class Validator:
             what = "the certificate" if certificate is path[0] else "its issuing CA"
             if answer.status is Status.REVOKED:
                 assert answer.revocation is not None
-                reason = _REASON_WORDS.get(answer.revocation.reason, "unspecified")
+                reason = rfc_name(answer.revocation.reason)
                 verdict = _refusal(
                     common_pb2.VALIDATION_REASON_REVOKED,
                     f"{what} was revoked on "
@@ -208,7 +202,7 @@ def _issued_by_tessera(
 
 
 def _refusal(
-    reasons: int | Sequence[int],
+    reasons: common_pb2.ValidationReason | Sequence[common_pb2.ValidationReason],
     message: str,
     identity: validator_pb2.ClientIdentity | None = None,
 ) -> validator_pb2.ValidationVerdict:

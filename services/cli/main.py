@@ -1,0 +1,719 @@
+"""``tessera``: run the suite and work with frontdoors and certificates.
+
+The CLI speaks PEM to people and DER to the services. Client keys are made
+here, on the machine that will use them, and never sent anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import ipaddress
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from google.protobuf import field_mask_pb2, json_format
+
+from services.common import identifiers
+from services.common.audit import verify_chain
+from services.common.config import ConfigError, Settings, load_settings
+from services.common.database import Database, migrate
+from services.common.errors import TesseraError
+from services.common.logging import configure_logging
+from services.common.rpc import open_channel, remote_error
+from signers.api import SignerError
+from tessera.common.v1 import common_pb2
+from tessera.issuer.v1 import issuer_pb2, issuer_pb2_grpc
+from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
+from tessera.validator.v1 import validator_pb2, validator_pb2_grpc
+
+_REASONS = {
+    name.removeprefix("REVOCATION_REASON_").lower().replace("_", "-"): (
+        cast(common_pb2.RevocationReason, value)
+    )
+    for name, value in common_pb2.RevocationReason.items()
+    if value != common_pb2.REVOCATION_REASON_REMOVE_FROM_CRL
+}
+_STATUSES = {
+    name.removeprefix("CERTIFICATE_STATUS_").lower().replace("_", "-"): value
+    for name, value in common_pb2.CertificateStatus.items()
+    if value
+}
+_SAN_PREFIXES: dict[str, Callable[[str], x509.GeneralName]] = {
+    "dns": x509.DNSName,
+    "uri": x509.UniformResourceIdentifier,
+    "email": x509.RFC822Name,
+}
+_KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
+_DEADLINE_SECONDS = 30.0
+
+
+class CommandError(Exception):
+    """A command cannot go on; the message says what to do."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tessera`` command."""
+    parser = _parser()
+    options = parser.parse_args(argv)
+    try:
+        return int(options.run(options) or 0)
+    except (CommandError, ConfigError, SignerError) as error:
+        print(f"tessera: {error}", file=sys.stderr)
+        return 2
+    except TesseraError as error:
+        print(f"tessera: {error.message}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as error:
+        print(f"tessera: {_rpc_failure(error, options)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+# Settings and connections -----------------------------------------------
+
+
+def _settings(options: argparse.Namespace) -> Settings:
+    return load_settings(options.config, data_dir=options.data_dir)
+
+
+def _actor() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()} (cli)"
+
+
+def _address(options: argparse.Namespace, service: str) -> str:
+    explicit = getattr(options, f"{service}_address", None)
+    if explicit:
+        return str(explicit)
+    settings = _settings(options)
+    return {
+        "issuer": settings.issuer.listen,
+        "registry": settings.registry.listen,
+        "validator": settings.validator.listen,
+    }[service]
+
+
+def _issuer(options: argparse.Namespace) -> Any:
+    options.called = ("issuer", _address(options, "issuer"))
+    return issuer_pb2_grpc.IssuerServiceStub(open_channel(options.called[1], _actor()))
+
+
+def _registry(options: argparse.Namespace) -> Any:
+    options.called = ("registry", _address(options, "registry"))
+    return registry_pb2_grpc.RegistryServiceStub(
+        open_channel(options.called[1], _actor())
+    )
+
+
+def _validator(options: argparse.Namespace) -> Any:
+    options.called = ("validator", _address(options, "validator"))
+    return validator_pb2_grpc.ValidatorServiceStub(
+        open_channel(options.called[1], _actor())
+    )
+
+
+def _rpc_failure(error: grpc.RpcError, options: argparse.Namespace) -> str:
+    service, address = getattr(options, "called", ("service", "?"))
+    if error.code() == grpc.StatusCode.UNAVAILABLE:
+        return (
+            f"cannot reach the {service} at {address}; is 'tessera serve' running "
+            "(or give the address with --" + service + ")?"
+        )
+    problem = remote_error(error, service)
+    return problem.message
+
+
+# Files --------------------------------------------------------------------
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}") from None
+
+
+def _write_private(path: Path, content: bytes, force: bool) -> None:
+    """Write a file readable by its owner only; refuse to overwrite unless forced."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{path} exists; remove it or pass --force") from None
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+    with os.fdopen(descriptor, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(content)
+
+
+def _write(path: Path | None, content: bytes) -> None:
+    if path is None or str(path) == "-":
+        sys.stdout.write(content.decode())
+        return
+    try:
+        path.write_bytes(content)
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+
+
+def _pem(der: bytes) -> bytes:
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+
+
+def _load_certificates(data: bytes, path: Path) -> list[x509.Certificate]:
+    if b"-----BEGIN" in data:
+        try:
+            return x509.load_pem_x509_certificates(data)
+        except ValueError:
+            raise CommandError(f"{path} holds no readable PEM certificate") from None
+    try:
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise CommandError(f"{path} is neither a PEM nor a DER certificate") from None
+
+
+def _load_csr_der(path: Path) -> bytes:
+    data = _read(path)
+    try:
+        if b"-----BEGIN" in data:
+            csr = x509.load_pem_x509_csr(data)
+        else:
+            csr = x509.load_der_x509_csr(data)
+    except ValueError:
+        raise CommandError(f"{path} is not a PEM or DER certificate request") from None
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+# serve ------------------------------------------------------------------
+
+
+def _serve(options: argparse.Namespace) -> int:
+    from services.suite import SERVICES, serve_metrics_once, start_suite
+
+    settings = _settings(options)
+    configure_logging(settings.log_format, settings.log_level)
+    services = SERVICES if options.service == "all" else (options.service,)
+    suite = start_suite(settings, services)
+    metrics = serve_metrics_once(settings)
+
+    print(
+        "Tessera is running in development mode: plaintext gRPC without "
+        "authentication. Keep the listeners on loopback."
+    )
+    print(f"  data directory  {settings.data_dir}")
+    for name in services:
+        print(f"  {name:<15} {suite.address(name)}")
+    if metrics:
+        print(f"  metrics         http://{metrics}/metrics")
+    print(f"  cache           {'Redis' if settings.redis_url else 'in-process'}")
+    print("Press Ctrl-C to stop.", flush=True)
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    stopped.wait()
+    suite.stop()
+    return 0
+
+
+# frontdoor --------------------------------------------------------------
+
+
+def _settings_from_flags(
+    options: argparse.Namespace,
+) -> tuple[common_pb2.FrontdoorSettings, list[str]]:
+    settings = common_pb2.FrontdoorSettings()
+    paths = []
+    if options.default_validity_days is not None:
+        settings.issuance.default_validity_days = options.default_validity_days
+        paths.append("issuance.default_validity_days")
+    if options.max_validity_days is not None:
+        settings.issuance.max_validity_days = options.max_validity_days
+        paths.append("issuance.max_validity_days")
+    if options.on_revocation_unknown is not None:
+        settings.revocation.on_unknown = (
+            common_pb2.REVOCATION_FAILURE_POLICY_FAIL_OPEN
+            if options.on_revocation_unknown == "fail-open"
+            else common_pb2.REVOCATION_FAILURE_POLICY_FAIL_CLOSED
+        )
+        paths.append("revocation.on_unknown")
+    return settings, paths
+
+
+def _frontdoor_create(options: argparse.Namespace) -> int:
+    settings, _ = _settings_from_flags(options)
+    frontdoor = _issuer(options).CreateFrontdoor(
+        issuer_pb2.CreateFrontdoorRequest(name=options.name, settings=settings),
+        timeout=_DEADLINE_SECONDS,
+    )
+    print(f"created frontdoor {frontdoor.name}")
+    _print_frontdoor(frontdoor)
+    return 0
+
+
+def _frontdoor_update(options: argparse.Namespace) -> int:
+    settings, paths = _settings_from_flags(options)
+    if not paths:
+        raise CommandError("name at least one setting to change")
+    frontdoor = _issuer(options).UpdateFrontdoor(
+        issuer_pb2.UpdateFrontdoorRequest(
+            name=options.name,
+            settings=settings,
+            update_mask=field_mask_pb2.FieldMask(paths=paths),
+        ),
+        timeout=_DEADLINE_SECONDS,
+    )
+    _print_frontdoor(frontdoor)
+    return 0
+
+
+def _frontdoor_show(options: argparse.Namespace) -> int:
+    frontdoor = _issuer(options).GetFrontdoor(
+        issuer_pb2.GetFrontdoorRequest(name=options.name), timeout=_DEADLINE_SECONDS
+    )
+    _print_frontdoor(frontdoor)
+    if options.intermediate_out:
+        _write(options.intermediate_out, _pem(frontdoor.intermediates[0].certificate))
+    return 0
+
+
+def _frontdoor_list(options: argparse.Namespace) -> int:
+    response = _issuer(options).ListFrontdoors(
+        issuer_pb2.ListFrontdoorsRequest(), timeout=_DEADLINE_SECONDS
+    )
+    if not response.frontdoors:
+        print("no frontdoors yet; create one with 'tessera frontdoor create NAME'")
+    for frontdoor in response.frontdoors:
+        key_ids = ", ".join(ca.key_id for ca in frontdoor.intermediates)
+        print(f"{frontdoor.name:<24} intermediate {key_ids}")
+    return 0
+
+
+def _print_frontdoor(frontdoor: common_pb2.Frontdoor) -> None:
+    issuance = frontdoor.effective_settings.issuance
+    policy = common_pb2.RevocationFailurePolicy.Name(
+        frontdoor.effective_settings.revocation.on_unknown
+    )
+    key_types = ", ".join(
+        common_pb2.KeyType.Name(kind).removeprefix("KEY_TYPE_")
+        for kind in issuance.allowed_key_types
+    )
+    print(f"  name                   {frontdoor.name}")
+    for ca in frontdoor.intermediates:
+        status = common_pb2.CertificateStatus.Name(ca.status).removeprefix(
+            "CERTIFICATE_STATUS_"
+        )
+        subject = x509.load_der_x509_certificate(ca.certificate).subject
+        print(f"  intermediate           {ca.key_id} ({status.lower()})")
+        print(f"    subject              {subject.rfc4514_string()}")
+        print(f"    valid until          {ca.not_valid_after.ToJsonString()}")
+    print(f"  default validity       {issuance.default_validity_days} days")
+    print(f"  max validity           {issuance.max_validity_days} days")
+    print(f"  key types              {key_types} (RSA >= {issuance.min_rsa_bits} bits)")
+    print(
+        "  revocation unknown     "
+        f"{policy.removeprefix('REVOCATION_FAILURE_POLICY_').lower().replace('_', '-')}"
+    )
+
+
+# ca ---------------------------------------------------------------------
+
+
+def _ca_root(options: argparse.Namespace) -> int:
+    root = _issuer(options).GetPlatformRoot(
+        issuer_pb2.GetPlatformRootRequest(), timeout=_DEADLINE_SECONDS
+    )
+    _write(options.out, _pem(root.certificate))
+    if options.out and str(options.out) != "-":
+        print(f"wrote the platform root ({root.key_id}) to {options.out}")
+    return 0
+
+
+# key --------------------------------------------------------------------
+
+
+def _key_new(options: argparse.Namespace) -> int:
+    try:
+        subject = (
+            x509.Name.from_rfc4514_string(options.subject)
+            if options.subject
+            else x509.Name([])
+        )
+    except ValueError as error:
+        raise CommandError(f"--subject is not an RFC 4514 name: {error}") from None
+    names = [_parse_san(text) for text in options.san]
+    if len(subject) == 0 and not names:
+        raise CommandError("give a --subject (for example CN=payments-api) or a --san")
+
+    key = _generate_key(options.type)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(names), critical=len(subject) == 0
+        )
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    csr = builder.sign(key, algorithm)
+
+    _write_private(
+        options.key,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        options.force,
+    )
+    _write(options.csr, csr.public_bytes(serialization.Encoding.PEM))
+    print(f"wrote private key {options.key} (mode 0600; it never leaves this machine)")
+    print(f"wrote certificate request {options.csr}")
+    return 0
+
+
+def _generate_key(kind: str) -> Any:
+    if kind == "ec-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if kind == "ec-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    if kind == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    return rsa.generate_private_key(65537, int(kind.split("-")[1]))
+
+
+def _parse_san(text: str) -> x509.GeneralName:
+    prefix, _, value = text.partition(":")
+    prefix = prefix.lower()
+    if not value:
+        raise CommandError(
+            f"--san {text!r}: write dns:NAME, uri:URI, email:ADDRESS or ip:ADDRESS"
+        )
+    if prefix == "ip":
+        try:
+            return x509.IPAddress(ipaddress.ip_address(value))
+        except ValueError:
+            raise CommandError(
+                f"--san {text!r}: {value!r} is not an IP address"
+            ) from None
+    if prefix not in _SAN_PREFIXES:
+        raise CommandError(
+            f"--san {text!r}: write dns:NAME, uri:URI, email:ADDRESS or ip:ADDRESS"
+        )
+    return _SAN_PREFIXES[prefix](value)
+
+
+# cert -------------------------------------------------------------------
+
+
+def _cert_request(options: argparse.Namespace) -> int:
+    response = _issuer(options).IssueCertificate(
+        issuer_pb2.IssueCertificateRequest(
+            csr=_load_csr_der(options.csr),
+            frontdoor=options.frontdoor,
+            name=options.name or "",
+            validity_days=options.days or 0,
+        ),
+        timeout=_DEADLINE_SECONDS,
+    )
+    _write(options.out, _pem(response.certificate))
+    if options.chain:
+        # The intermediates a client presents; the root stays with relying parties.
+        _write(options.chain, b"".join(_pem(der) for der in response.chain[:-1]))
+    record = response.record
+    print(f"issued certificate {record.serial_number} for frontdoor {record.frontdoor}")
+    print(f"  subject      {record.subject or '(empty)'}")
+    print(f"  fingerprint  {record.fingerprint_sha256}")
+    print(f"  valid until  {record.not_valid_after.ToJsonString()}")
+    print(
+        f"  written to   {options.out}"
+        + (f" (chain: {options.chain})" if options.chain else "")
+    )
+    return 0
+
+
+def _cert_validate(options: argparse.Namespace) -> int:
+    certificates = _load_certificates(_read(options.certificate), options.certificate)
+    if options.chain:
+        certificates += _load_certificates(_read(options.chain), options.chain)
+    verdict = _validator(options).ValidateCertificate(
+        validator_pb2.ValidateCertificateRequest(
+            chain=[c.public_bytes(serialization.Encoding.DER) for c in certificates],
+            frontdoor=options.frontdoor,
+        ),
+        timeout=_DEADLINE_SECONDS,
+    )
+    reasons = ", ".join(
+        common_pb2.ValidationReason.Name(reason).removeprefix("VALIDATION_REASON_")
+        for reason in verdict.reasons
+    )
+    print(f"{'VALID' if verdict.valid else 'REFUSED'} ({reasons}): {verdict.message}")
+    if verdict.HasField("identity"):
+        print(f"  subject      {verdict.identity.subject or '(empty)'}")
+        for san in verdict.identity.subject_alt_names:
+            kind = common_pb2.SubjectAltName.Type.Name(san.type).removeprefix("TYPE_")
+            print(f"  san          {kind.lower()}:{san.value}")
+        print(f"  serial       {verdict.identity.serial_number}")
+    return 0 if verdict.valid else 1
+
+
+def _cert_revoke(options: argparse.Namespace) -> int:
+    request = issuer_pb2.RevokeCertificateRequest(reason=_REASONS[options.reason])
+    if options.fingerprint:
+        request.fingerprint_sha256 = options.fingerprint
+    elif options.serial and options.frontdoor:
+        request.serial.frontdoor = options.frontdoor
+        request.serial.serial_number = options.serial
+    elif options.certificate:
+        certificate = _load_certificates(
+            _read(options.certificate), options.certificate
+        )[0]
+        request.fingerprint_sha256 = identifiers.fingerprint(certificate)
+    else:
+        raise CommandError(
+            "name the certificate: --fingerprint FP, --serial S with --frontdoor F, or "
+            "a certificate file"
+        )
+    revocation = _issuer(options).RevokeCertificate(request, timeout=_DEADLINE_SECONDS)
+    print(
+        f"revoked certificate {revocation.serial_number} of frontdoor "
+        f"{revocation.frontdoor} ({options.reason}); revocation log entry "
+        f"{revocation.sequence}"
+    )
+    return 0
+
+
+def _cert_list(options: argparse.Namespace) -> int:
+    registry = _registry(options)
+    request = registry_pb2.ListCertificatesRequest(
+        frontdoor=options.frontdoor or "",
+        status=_STATUSES[options.status] if options.status else 0,  # type: ignore[arg-type]
+        page_size=options.page_size,
+    )
+    records: list[common_pb2.CertificateRecord] = []
+    while True:
+        response = registry.ListCertificates(request, timeout=_DEADLINE_SECONDS)
+        records.extend(response.certificates)
+        if not response.next_page_token or not options.all:
+            break
+        request.page_token = response.next_page_token
+
+    if options.json:
+        rows = []
+        for record in records:
+            row = json_format.MessageToDict(record, preserving_proto_field_name=True)
+            row.pop("certificate", None)
+            rows.append(row)
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'STATUS':<11} {'KIND':<13} {'FRONTDOOR':<16} {'SERIAL':<41} SUBJECT")
+    for record in records:
+        status = common_pb2.CertificateStatus.Name(record.status).removeprefix(
+            "CERTIFICATE_STATUS_"
+        )
+        kind = common_pb2.CertificateKind.Name(record.kind).removeprefix(
+            "CERTIFICATE_KIND_"
+        )
+        print(
+            f"{status.lower():<11} {kind.lower():<13} {record.frontdoor or '-':<16} "
+            f"{record.serial_number:<41} {record.subject}"
+        )
+    if response.next_page_token and not options.all:
+        print("(more certificates: add --all)")
+    return 0
+
+
+def _cert_show(options: argparse.Namespace) -> int:
+    request = registry_pb2.GetCertificateRequest()
+    if options.fingerprint:
+        request.fingerprint_sha256 = options.fingerprint
+    elif options.serial and options.frontdoor:
+        request.frontdoor_serial.frontdoor = options.frontdoor
+        request.frontdoor_serial.serial_number = options.serial
+    else:
+        raise CommandError(
+            "name the certificate: --fingerprint FP, or --serial S with --frontdoor F"
+        )
+    record = _registry(options).GetCertificate(request, timeout=_DEADLINE_SECONDS)
+    shown = json_format.MessageToDict(record, preserving_proto_field_name=True)
+    shown.pop("certificate", None)
+    print(json.dumps(shown, indent=2))
+    return 0
+
+
+# audit ------------------------------------------------------------------
+
+
+def _audit_verify(options: argparse.Namespace) -> int:
+    settings = _settings(options)
+    migrate(settings.audit_url, "common")
+    database = Database(settings.audit_url)
+    try:
+        result = verify_chain(database)
+    finally:
+        database.dispose()
+    if result.intact:
+        print(
+            f"audit chain intact: {result.entries_checked} entries; head hash "
+            f"{result.head_hash}"
+        )
+        return 0
+    print(
+        f"audit chain BROKEN at entry {result.first_broken_sequence}: {result.problem} "
+        f"({result.entries_checked} entries before it verified)"
+    )
+    return 1
+
+
+# The parser -------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tessera",
+        description="Tessera: client certificates for mutual TLS.",
+    )
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--data-dir", type=Path, help="where Tessera keeps its state")
+    parser.add_argument(
+        "--issuer", dest="issuer_address", help="issuer address host:port"
+    )
+    parser.add_argument(
+        "--registry", dest="registry_address", help="registry address host:port"
+    )
+    parser.add_argument(
+        "--validator", dest="validator_address", help="validator address host:port"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the services")
+    serve.add_argument(
+        "service",
+        nargs="?",
+        default="all",
+        choices=("all", "issuer", "registry", "validator"),
+        help="which service to run (default: all three in one process)",
+    )
+    serve.set_defaults(run=_serve)
+
+    frontdoor = _group(commands, "frontdoor", "create and inspect frontdoors")
+    create = frontdoor.add_parser("create", help="create a frontdoor and its CA")
+    create.add_argument("name")
+    _settings_flags(create)
+    create.set_defaults(run=_frontdoor_create)
+    update = frontdoor.add_parser("update", help="change a frontdoor's settings")
+    update.add_argument("name")
+    _settings_flags(update)
+    update.set_defaults(run=_frontdoor_update)
+    show = frontdoor.add_parser("show", help="show a frontdoor")
+    show.add_argument("name")
+    show.add_argument(
+        "--intermediate-out", type=Path, help="write its intermediate certificate (PEM)"
+    )
+    show.set_defaults(run=_frontdoor_show)
+    listing = frontdoor.add_parser("list", help="list frontdoors")
+    listing.set_defaults(run=_frontdoor_list)
+
+    ca = _group(commands, "ca", "the platform's CA certificates")
+    root = ca.add_parser("root", help="write the platform root certificate (PEM)")
+    root.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    root.set_defaults(run=_ca_root)
+
+    key = _group(commands, "key", "client keys, made on this machine")
+    new = key.add_parser("new", help="make a private key and a CSR for it")
+    new.add_argument(
+        "--key", type=Path, required=True, help="private key file to write"
+    )
+    new.add_argument("--csr", type=Path, required=True, help="CSR file to write (PEM)")
+    new.add_argument("--subject", help="RFC 4514 subject, for example CN=payments-api")
+    new.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        help="subject alternative name: dns:NAME, uri:URI, email:ADDR or ip:ADDR",
+    )
+    new.add_argument("--type", choices=_KEY_TYPES, default="ec-p256")
+    new.add_argument("--force", action="store_true", help="overwrite an existing key")
+    new.set_defaults(run=_key_new)
+
+    cert = _group(commands, "cert", "request, validate, revoke and list certificates")
+    request = cert.add_parser("request", help="get a certificate for a CSR")
+    request.add_argument("--frontdoor", required=True)
+    request.add_argument(
+        "--csr", type=Path, required=True, help="CSR file (PEM or DER)"
+    )
+    request.add_argument(
+        "--out", type=Path, required=True, help="certificate file (PEM)"
+    )
+    request.add_argument(
+        "--chain", type=Path, help="intermediate certificate file (PEM)"
+    )
+    request.add_argument("--name", help="descriptive name recorded in the registry")
+    request.add_argument("--days", type=int, help="validity in days")
+    request.set_defaults(run=_cert_request)
+
+    validate = cert.add_parser("validate", help="ask the validator about a certificate")
+    validate.add_argument("certificate", type=Path, help="PEM or DER; leaf first")
+    validate.add_argument("--frontdoor", required=True)
+    validate.add_argument(
+        "--chain", type=Path, help="intermediates the client presents"
+    )
+    validate.set_defaults(run=_cert_validate)
+
+    revoke = cert.add_parser("revoke", help="revoke a certificate")
+    revoke.add_argument(
+        "certificate", type=Path, nargs="?", help="the certificate file"
+    )
+    revoke.add_argument("--fingerprint")
+    revoke.add_argument("--serial")
+    revoke.add_argument("--frontdoor")
+    revoke.add_argument("--reason", choices=sorted(_REASONS), default="unspecified")
+    revoke.set_defaults(run=_cert_revoke)
+
+    listing = cert.add_parser("list", help="list recorded certificates")
+    listing.add_argument("--frontdoor")
+    listing.add_argument("--status", choices=sorted(_STATUSES))
+    listing.add_argument("--page-size", type=int, default=100)
+    listing.add_argument("--all", action="store_true", help="follow every page")
+    listing.add_argument("--json", action="store_true", help="JSON output")
+    listing.set_defaults(run=_cert_list)
+
+    show_cert = cert.add_parser("show", help="show one recorded certificate")
+    show_cert.add_argument("--fingerprint")
+    show_cert.add_argument("--serial")
+    show_cert.add_argument("--frontdoor")
+    show_cert.set_defaults(run=_cert_show)
+
+    audit = _group(commands, "audit", "the hash-chained audit log")
+    verify = audit.add_parser(
+        "verify", help="verify the chain; report the first broken link"
+    )
+    verify.set_defaults(run=_audit_verify)
+    return parser
+
+
+def _group(commands: Any, name: str, help_text: str) -> Any:
+    group = commands.add_parser(name, help=help_text)
+    return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--default-validity-days", type=int)
+    parser.add_argument("--max-validity-days", type=int)
+    parser.add_argument(
+        "--on-revocation-unknown", choices=("fail-closed", "fail-open"), default=None
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
