@@ -89,7 +89,8 @@ def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
     }
 
 
-class ErrorMappingInterceptor(grpc.ServerInterceptor[Any, Any]):
+# grpc's classes are generic in grpc-stubs only, not at run time.
+class ErrorMappingInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]
     """Maps exceptions to statuses, binds a request id and times each call."""
 
     def __init__(self, service: str) -> None:
@@ -220,8 +221,8 @@ def start_server(
 
 
 class _RequestIdInterceptor(
-    grpc.UnaryUnaryClientInterceptor[Any, Any],
-    grpc.UnaryStreamClientInterceptor[Any, Any],
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
 ):
     """Passes the current request id (and actor) on to the next service."""
 
