@@ -1,0 +1,21 @@
+# Conveniences around scripts/; the README's two commands need no make.
+PYTHON := .venv/bin/python
+
+.PHONY: run test test-fast lint protos
+
+run:
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+test-fast:
+	$(PYTHON) -m pytest -m "not slow"
+
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+protos:
+	$(PYTHON) scripts/gen_protos.py

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install what Tessera needs on a Debian (or Ubuntu) machine, then the Python
+# packages into .venv. Safe to run again: it installs only what is missing.
+#
+#   scripts/setup.sh          what running the suite needs
+#   scripts/setup.sh --test   also what the tests need (openssl, redis-server,
+#                             curl, and the development Python packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=run
+[ "${1:-}" = "--test" ] && mode=test
+
+# Commands the machine needs, and the Debian package that provides each.
+declare -A packages=([python3]=python3 [openssl]=openssl)
+if [ "$mode" = test ]; then
+    packages+=([redis-server]=redis-server [curl]=curl [git]=git)
+fi
+
+missing=()
+for command in "${!packages[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
+done
+# venv needs ensurepip, which Debian ships separately.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' 2>/dev/null; then
+    missing+=(python3-venv)
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || {
+            echo "need root (or sudo) to install: ${missing[*]}" >&2
+            exit 1
+        }
+        sudo=sudo
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 - <<'PY'
+import sys
+if sys.version_info < (3, 11):
+    sys.exit(f"Tessera needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+PY
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+if [ "$mode" = test ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+else
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[postgres]'
+fi

@@ -1,0 +1,47 @@
+"""Configuration: the example file loads, typos and bad values are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.common.config import ConfigError, load_settings
+from tests.support import REPOSITORY
+
+
+def test_example_configuration_loads() -> None:
+    """deploy/tessera.example.toml is a configuration Tessera accepts."""
+    settings = load_settings(REPOSITORY / "deploy" / "tessera.example.toml")
+
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.issuer.public_base_url == "https://pki.example.com"
+    assert settings.registry_database_url.startswith("postgresql+psycopg://")
+
+
+def test_environment_overrides_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "tessera.toml"
+    config.write_text('[issuer]\norganization = "From File"\n')
+    monkeypatch.setenv("TESSERA_ISSUER__ORGANIZATION", "From Environment")
+
+    assert load_settings(config).issuer.organization == "From Environment"
+
+
+def test_rejects_unknown_key_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "tessera.toml"
+    config.write_text('[issuer]\npublic_base_ur = "https://x"\n')
+
+    with pytest.raises(ConfigError, match=r"issuer\.public_base_ur"):
+        load_settings(config)
+
+
+def test_rejects_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_rejects_rsa_minimum_below_2048() -> None:
+    with pytest.raises(ConfigError, match="min_rsa_bits"):
+        load_settings(key_policy={"min_rsa_bits": 1024})
