@@ -128,6 +128,17 @@ def verify_chain(database: Database, batch_size: int = 5000) -> AuditVerificatio
                 expected_sequence += 1
                 last_sequence = row.sequence
 
+    if last_sequence > head_sequence:
+        # Only the audit writer moves the head, in the transaction that adds
+        # the row; a well-linked row beyond it was written some other way.
+        return AuditVerification(
+            head_sequence,
+            head_hash,
+            head_sequence + 1,
+            f"the chain's head records entry {head_sequence} but entries up to "
+            f"{last_sequence} are present; entry {head_sequence + 1} and those "
+            "after it were added outside the audit log, or the head was edited",
+        )
     if head_sequence != last_sequence or head_hash != previous_hash:
         return AuditVerification(
             checked,

@@ -36,6 +36,9 @@ _SENSITIVE_WORDS = frozenset(
     }
 )
 _SENSITIVE_KEYS = frozenset({"private_key", "key_pem", "pkcs8", "so_pin"})
+# The words of a key however it is spelled: user_pin, SO_PIN, requestToken and
+# x-request-token (gRPC metadata and protobuf's JSON names reach logs too).
+_KEY_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+")
 
 _PRIVATE_KEY_PEM = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(-----END \1PRIVATE KEY-----|\Z)",
@@ -49,10 +52,10 @@ _PIN_VALUE = re.compile(r"(pin-value=)[^;&?\s\"']*", re.IGNORECASE)
 
 def is_sensitive_key(key: str) -> bool:
     """Whether a log field of this name holds a secret."""
-    lowered = key.lower()
-    if lowered in _SENSITIVE_KEYS:
+    words = [word.lower() for word in _KEY_WORD.findall(key)]
+    if "_".join(words) in _SENSITIVE_KEYS:
         return True
-    return any(word in _SENSITIVE_WORDS for word in lowered.split("_"))
+    return any(word in _SENSITIVE_WORDS for word in words)
 
 
 def redact_text(text: str) -> str:

@@ -8,8 +8,12 @@ Each message says what to change.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import re
+import unicodedata
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
@@ -37,6 +41,13 @@ _KEY_TYPE_WORDS = {
     common_pb2.KEY_TYPE_EC_P384: "ECDSA P-384",
     common_pb2.KEY_TYPE_ED25519: "Ed25519",
 }
+# RFC 5280 section 4.2.1.6 asks for the preferred name syntax of RFC 1034
+# section 3.5 in dNSName, with RFC 1123's relaxation (labels may start with a
+# digit). Internationalised names travel as A-labels, so ASCII only.
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_MAX_DNS_NAME_LENGTH = 253
+# RFC 3986 section 3.1.
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +83,16 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
         raise InvalidArgument(
             "csr holds a subject alternative name of a type Tessera does not support"
         ) from None
+    except x509.DuplicateExtension as error:
+        raise InvalidArgument(
+            f"csr repeats the extension {error.oid.dotted_string}; RFC 5280 "
+            "allows each extension once"
+        ) from None
+    except UnsupportedAlgorithm:
+        raise InvalidArgument(
+            "csr holds a public key of a type or curve Tessera cannot read; use "
+            "an RSA key or an ECDSA P-256 or P-384 key"
+        ) from None
     return csr
 
 
@@ -88,6 +109,7 @@ def check_csr(
     public_key = csr.public_key()
     _check_key(public_key, profile)
     _refuse_ca_request(csr)
+    _check_subject(csr.subject)
     subject_alt_names = _subject_alt_names(csr)
     if len(csr.subject) == 0 and not subject_alt_names:
         raise InvalidArgument(
@@ -184,4 +206,78 @@ def _subject_alt_names(csr: x509.CertificateSigningRequest) -> list[x509.General
                 f"CSR has a subject alternative name of type {type(name).__name__}; "
                 "Tessera accepts DNS names, URIs, email addresses and IP addresses"
             )
+        problem = _name_syntax_problem(name)
+        if problem:
+            raise InvalidArgument(
+                f"CSR has an invalid subject alternative name: {problem}"
+            )
     return names
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(unicodedata.category(char).startswith("C") for char in text)
+
+
+def _check_subject(subject: x509.Name) -> None:
+    # The subject reaches logs, terminals and the identity headers proxies
+    # build from verdicts, where a newline or an escape sequence does harm.
+    for attribute in subject:
+        if isinstance(attribute.value, str) and _has_control_characters(
+            attribute.value
+        ):
+            raise InvalidArgument(
+                f"CSR subject attribute {attribute.rfc4514_attribute_name} contains "
+                "control or format characters (newlines, tabs, escape sequences); "
+                "remove them"
+            )
+
+
+def _is_dns_name(text: str) -> bool:
+    return len(text) <= _MAX_DNS_NAME_LENGTH and all(
+        _DNS_LABEL.fullmatch(label) for label in text.split(".")
+    )
+
+
+def _is_visible_ascii(text: str) -> bool:
+    return all("!" <= char <= "~" for char in text)
+
+
+def _is_absolute_uri(text: str) -> bool:
+    scheme, colon, rest = text.partition(":")
+    if not (colon and rest and _URI_SCHEME.fullmatch(scheme)):
+        return False
+    if not _is_visible_ascii(text):
+        return False
+    # RFC 5280 section 4.2.1.6: a URI with an authority names a host in it.
+    if rest.startswith("//"):
+        authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0]
+        host = authority.rpartition("@")[2]
+        return bool(host) and not host.startswith(":")
+    return True
+
+
+def _name_syntax_problem(name: x509.GeneralName) -> str:
+    """Why a SAN entry breaks RFC 5280 section 4.2.1.6, or "" if it does not."""
+    value = name.value
+    if isinstance(name, x509.DNSName):
+        if _is_dns_name(value):
+            return ""
+        return (
+            f"DNS name {value!r} is not a host name (dot-separated labels of "
+            "letters, digits and hyphens; no wildcards)"
+        )
+    if isinstance(name, x509.RFC822Name):
+        local_part, _, domain = value.rpartition("@")
+        if local_part and _is_visible_ascii(local_part) and _is_dns_name(domain):
+            return ""
+        return f"email address {value!r} is not of the form local-part@host.name"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        if _is_absolute_uri(value):
+            return ""
+        return (
+            f"URI {value!r} is not an absolute URI (a scheme, a colon and a host "
+            "or path, in ASCII without spaces; for example spiffe://example.org/api)"
+        )
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return ""
+    return f"IP address entry {value} is a network, not an address"

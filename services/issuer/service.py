@@ -139,10 +139,19 @@ class Issuer:
                 f"{validity_days}"
             )
 
-        # Step 3: sign with the frontdoor's intermediate.
-        authority = self._hierarchy.issuing_authority(
-            request.frontdoor, [ca.key_id for ca in frontdoor.intermediates]
-        )
+        # Step 3: sign with the frontdoor's intermediate. The registry lists
+        # revoked and expired intermediates too; only an active one may sign.
+        active_key_ids = [
+            ca.key_id
+            for ca in frontdoor.intermediates
+            if ca.status == common_pb2.CERTIFICATE_STATUS_ACTIVE
+        ]
+        if not active_key_ids:
+            raise PolicyRefusal(
+                f"frontdoor {request.frontdoor!r} has no active intermediate CA (each "
+                "one is revoked, on hold or expired), so it cannot issue certificates"
+            )
+        authority = self._hierarchy.issuing_authority(request.frontdoor, active_key_ids)
         certificate = self._sign_client_certificate(
             authority, accepted, validity_days, actor
         )

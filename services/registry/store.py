@@ -68,6 +68,10 @@ _KIND_NAMES = {
 }
 _KIND_VALUES = {name: value for value, name in _KIND_NAMES.items()}
 _CA_KINDS = ("intermediate", "root")
+_USABLE_ANCHOR_STATUSES = (
+    common_pb2.CERTIFICATE_STATUS_ACTIVE,
+    common_pb2.CERTIFICATE_STATUS_SUPERSEDED,
+)
 _ANCHOR_KINDS = {
     "issued_intermediate": registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE
 }
@@ -131,8 +135,21 @@ class RegistryStore:
         check_frontdoor_name(name)
         check_settings(settings, self._key_policy)
         intermediate = _load_ca_certificate(intermediate_der)
-        now = self._clock.now()
 
+        try:
+            return self._write_frontdoor(name, settings, intermediate)
+        except IntegrityError:
+            # A concurrent retry of this call inserted first; a second
+            # transaction finds its rows, or the real conflict to report.
+            return self._write_frontdoor(name, settings, intermediate)
+
+    def _write_frontdoor(
+        self,
+        name: str,
+        settings: common_pb2.FrontdoorSettings,
+        intermediate: x509.Certificate,
+    ) -> common_pb2.Frontdoor:
+        now = self._clock.now()
         with self._database.writing() as session:
             existing = _frontdoor_row(session, name)
             if existing is not None:
@@ -191,36 +208,46 @@ class RegistryStore:
             return self._frontdoor_message(session, row)
 
     def trust_store(self, name: str) -> registry_pb2.TrustStore:
-        """The frontdoor's usable anchors and its revocation policy."""
+        """The frontdoor's usable anchors, its former anchors, and its
+        revocation policy."""
         now = self._clock.now()
         with self._database.reading() as session:
             row = _require_frontdoor(session, name)
-            anchors = session.execute(
+            rows = session.execute(
                 sa.select(CertificateRow, TrustAnchorRow.kind)
                 .join(
                     TrustAnchorRow, TrustAnchorRow.certificate_id == CertificateRow.id
                 )
                 .where(TrustAnchorRow.frontdoor_id == row.id)
-                .where(CertificateRow.status.in_(("active", "superseded")))
-                .where(CertificateRow.not_valid_after > now)
                 .order_by(CertificateRow.id.desc())
             ).all()
-            settings = effective_settings(
-                common_pb2.FrontdoorSettings.FromString(row.settings), self._key_policy
-            )
-            return registry_pb2.TrustStore(
+            store = registry_pb2.TrustStore(
                 frontdoor=name,
-                anchors=[
-                    registry_pb2.TrustAnchor(
-                        certificate=certificate.der,
-                        kind=_ANCHOR_KINDS[kind],
-                        key_id=certificate.subject_key_id,
-                        issuer_key_id=certificate.issuer_key_id,
-                    )
-                    for certificate, kind in anchors
-                ],
-                revocation=settings.revocation,
+                revocation=effective_settings(
+                    common_pb2.FrontdoorSettings.FromString(row.settings),
+                    self._key_policy,
+                ).revocation,
             )
+            for certificate, kind in rows:
+                anchor = registry_pb2.TrustAnchor(
+                    certificate=certificate.der,
+                    kind=_ANCHOR_KINDS[kind],
+                    key_id=certificate.subject_key_id,
+                    issuer_key_id=certificate.issuer_key_id,
+                    status=_status_value(certificate, now),
+                )
+                if anchor.status in _USABLE_ANCHOR_STATUSES:
+                    store.anchors.append(anchor)
+                    continue
+                revocation = session.scalar(
+                    sa.select(RevocationRow).where(
+                        RevocationRow.certificate_id == certificate.id
+                    )
+                )
+                if revocation is not None:
+                    anchor.revocation.CopyFrom(_revocation_message(revocation))
+                store.withdrawn_anchors.append(anchor)
+            return store
 
     # Certificates -------------------------------------------------------
 
@@ -238,6 +265,21 @@ class RegistryStore:
             raise InvalidArgument("kind must be CLIENT, INTERMEDIATE or ROOT")
         name = check_descriptive_name(name)
 
+        try:
+            return self._write_certificate(certificate, frontdoor, name, kind_name)
+        except (IntegrityError, AlreadyExists):
+            # A concurrent retry of this call committed between our reads (the
+            # clash check then names this very certificate) or before our
+            # insert; a second transaction finds the row, or the real clash.
+            return self._write_certificate(certificate, frontdoor, name, kind_name)
+
+    def _write_certificate(
+        self,
+        certificate: x509.Certificate,
+        frontdoor: str,
+        name: str,
+        kind_name: str,
+    ) -> common_pb2.CertificateRecord:
         with self._database.writing() as session:
             frontdoor_id = None
             if kind_name != "root":
@@ -384,6 +426,12 @@ class RegistryStore:
         self, issuer_key_id: str, serial_number: str
     ) -> registry_pb2.RevocationStatus:
         """The log's word on one certificate, with the sequence it covers."""
+        # The log holds canonical text; anything else would read as "not revoked".
+        issuer_key_id = _parsed(identifiers.parse_key_id, issuer_key_id)
+        serial_number = identifiers.format_serial(
+            _parsed(identifiers.parse_serial, serial_number)
+        )
+
         with self._database.reading() as session:
             last = _last_sequence(session)
             row = session.scalar(

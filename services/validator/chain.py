@@ -7,7 +7,10 @@ When the verifier refuses, ``diagnose`` works out which of Tessera's
 validation reasons apply, so the caller gets "expired" or "untrusted issuer"
 rather than the library's internal wording. Rules the library does not
 enforce for client authentication (a keyUsage without digitalSignature)
-are checked here too.
+are checked here too, and so are the gaps the SAN exception would open:
+the SAN criticality rule is kept, and a certificate without SAN under a
+name-constrained CA is refused, since the library checks constraints
+against SAN names only.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -31,6 +35,13 @@ UNTRUSTED_ISSUER = common_pb2.VALIDATION_REASON_UNTRUSTED_ISSUER
 BAD_SIGNATURE = common_pb2.VALIDATION_REASON_BAD_SIGNATURE
 WRONG_USAGE = common_pb2.VALIDATION_REASON_WRONG_USAGE
 INVALID_PATH = common_pb2.VALIDATION_REASON_INVALID_PATH
+WEAK_KEY = common_pb2.VALIDATION_REASON_WEAK_KEY
+
+# Client keys the validator accepts. The library checks the keys that verify
+# the path's signatures, not the leaf's own key, which signs only in the TLS
+# handshake; Tessera checks that one too.
+MIN_RSA_BITS = 2048
+_ACCEPTED_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
 
 # Frontdoor anchors are intermediates with pathLen 0, so real paths are two
 # certificates long; uploaded CAs may add a few more.
@@ -38,9 +49,35 @@ MAX_CHAIN_DEPTH = 8
 
 _Found = Callable[[common_pb2.ValidationReason, str], None]
 
+
+def _check_subject_alt_name_criticality(
+    policy: verification.Policy,
+    certificate: x509.Certificate,
+    subject_alt_name: x509.SubjectAlternativeName | None,
+) -> None:
+    """The criticality rule of WebPKI's own subjectAltName check, which
+    ``_EE_POLICY`` replaces only so that a certificate without SAN passes."""
+    if subject_alt_name is None:
+        return
+
+    critical = certificate.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    ).critical
+    # RFC 5280 4.2.1.6: with an empty subject the SAN carries the identity and
+    # MUST be critical. A critical SAN beside a subject is only a SHOULD NOT
+    # there (CA/B forbids it for server certificates); client certificates
+    # from enterprise PKIs do it, so Tessera accepts it.
+    if not certificate.subject and not critical:
+        raise ValueError(
+            "the certificate's subject is empty, so its subjectAltName must be critical"
+        )
+
+
 _CA_POLICY = verification.ExtensionPolicy.webpki_defaults_ca()
 _EE_POLICY = verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
-    x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
+    x509.SubjectAlternativeName,
+    verification.Criticality.AGNOSTIC,
+    _check_subject_alt_name_criticality,
 )
 
 
@@ -92,6 +129,24 @@ class AnchorSet:
         usage_problem = client_usage_problem(leaf)
         if usage_problem:
             return PathResult((WRONG_USAGE,), usage_problem)
+        key_problem = client_key_problem(leaf)
+        if key_problem:
+            return PathResult((WEAK_KEY,), key_problem)
+        if _has_no_subject_alt_name(leaf) and any(
+            _has_name_constraints(authority) for authority in verified.chain[1:]
+        ):
+            # The verifier checks name constraints against SAN names only; the
+            # WebPKI profile can rely on that because it demands a SAN. Without
+            # one, Tessera names the client by its subject, which no constraint
+            # was checked against (RFC 5280 4.2.1.10 applies rfc822Name
+            # constraints to the subject's emailAddress, directoryName ones to
+            # the subject), so such a path is refused rather than half-checked.
+            return PathResult(
+                (INVALID_PATH,),
+                "a CA of the path constrains names, and the certificate has no "
+                "subjectAltName; its subject cannot be checked against the "
+                "constraints",
+            )
         return PathResult((OK,), "the certificate is valid", tuple(verified.chain))
 
 
@@ -120,6 +175,37 @@ def client_usage_problem(certificate: x509.Certificate) -> str:
     return ""
 
 
+def client_key_problem(certificate: x509.Certificate) -> str:
+    """Why a certificate's own key is not acceptable, or "" if it is."""
+    try:
+        public_key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return "the certificate's public key is of a kind Tessera cannot read"
+    if isinstance(public_key, rsa.RSAPublicKey):
+        if public_key.key_size < MIN_RSA_BITS:
+            return (
+                f"the certificate's RSA key has {public_key.key_size} bits; at least "
+                f"{MIN_RSA_BITS} are required"
+            )
+        return ""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        if public_key.curve.name not in _ACCEPTED_CURVES:
+            return (
+                f"the certificate's key is on curve {public_key.curve.name}; "
+                "P-256, P-384 and P-521 are accepted"
+            )
+        return ""
+    if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return ""
+    return f"the certificate's {_key_kind(public_key)} key is not accepted"
+
+
+def _key_kind(public_key: object) -> str:
+    if isinstance(public_key, dsa.DSAPublicKey):
+        return "DSA"
+    return type(public_key).__name__.removeprefix("_").replace("PublicKey", "")
+
+
 def diagnose(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
@@ -140,6 +226,9 @@ def diagnose(
     usage_problem = client_usage_problem(leaf)
     if usage_problem:
         found(WRONG_USAGE, usage_problem)
+    key_problem = client_key_problem(leaf)
+    if key_problem:
+        found(WEAK_KEY, key_problem)
 
     # Walk up from the leaf through presented intermediates to an anchor.
     current = leaf
@@ -196,15 +285,55 @@ def _issuer_candidates(
     anchors: Sequence[x509.Certificate],
     pool: Sequence[x509.Certificate],
 ) -> list[x509.Certificate]:
-    wanted_key_id = identifiers.authority_key_id(certificate)
+    wanted_key_id = _key_id_or_none(identifiers.authority_key_id, certificate)
     candidates = []
     for candidate in (*anchors, *pool):
         if candidate.subject != certificate.issuer:
             continue
-        if wanted_key_id and identifiers.subject_key_id(candidate) != wanted_key_id:
+        if wanted_key_id and (
+            _key_id_or_none(identifiers.subject_key_id, candidate) != wanted_key_id
+        ):
             continue
         candidates.append(candidate)
     return candidates
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` is named by and signed ``certificate``."""
+    return bool(_issuer_candidates(certificate, [issuer], [])) and _signed_by(
+        certificate, issuer
+    )
+
+
+def _key_id_or_none(
+    read: Callable[[x509.Certificate], str | None], certificate: x509.Certificate
+) -> str | None:
+    # Diagnosis reads extensions the verifier may have refused as malformed;
+    # a key id that cannot be read matches nothing.
+    try:
+        return read(certificate)
+    except (ValueError, TypeError):
+        return None
+
+
+def _has_no_subject_alt_name(certificate: x509.Certificate) -> bool:
+    try:
+        certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return True
+    return False
+
+
+def _has_name_constraints(certificate: x509.Certificate) -> bool:
+    try:
+        certificate.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    except (ValueError, TypeError):
+        # The verifier read the extensions, but this parser is stricter about
+        # some constraint forms; when in doubt, the CA counts as constraining.
+        return True
+    return True
 
 
 def _signed_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:

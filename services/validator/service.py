@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from services.common import certificate_facts as facts
 from services.common import identifiers, metrics
 from services.common.clock import Clock
 from services.common.errors import InvalidArgument
 from services.common.revocation_reasons import rfc_name
-from services.validator.chain import OK
+from services.validator.chain import OK, UNTRUSTED_ISSUER, issued_by
 from services.validator.revocation import RevocationChecker, Status
-from services.validator.trust import FrontdoorTrust, TrustStores
+from services.validator.trust import FrontdoorTrust, TrustStores, WithdrawnAnchor
 from tessera.common.v1 import common_pb2
 from tessera.validator.v1 import validator_pb2
 
@@ -92,6 +93,9 @@ class Validator:
         # Step 3: the path.
         path = trust.anchors.verify(leaf, intermediates, self._clock.now())
         if not path.valid:
+            withdrawn = _withdrawn_issuer(leaf, trust)
+            if UNTRUSTED_ISSUER in path.reasons and withdrawn is not None:
+                return _withdrawn_refusal(withdrawn, path.reasons, identity)
             return _refusal(path.reasons, path.message, identity)
 
         # Step 4: revocation of every certificate of the path Tessera issued.
@@ -154,6 +158,42 @@ class Validator:
 _FRONTDOOR_UNKNOWN = common_pb2.VALIDATION_REASON_FRONTDOOR_UNKNOWN
 
 
+def _withdrawn_issuer(
+    leaf: x509.Certificate, trust: FrontdoorTrust
+) -> WithdrawnAnchor | None:
+    for anchor in trust.withdrawn:
+        if issued_by(leaf, anchor.certificate):
+            return anchor
+    return None
+
+
+def _withdrawn_refusal(
+    anchor: WithdrawnAnchor,
+    reasons: Sequence[common_pb2.ValidationReason],
+    identity: validator_pb2.ClientIdentity,
+) -> validator_pb2.ValidationVerdict:
+    """A refusal that names why the issuing CA is no longer an anchor."""
+    key_id = identifiers.subject_key_id(anchor.certificate)
+    others = [reason for reason in reasons if reason != UNTRUSTED_ISSUER]
+    if anchor.revocation is not None:
+        when = facts.from_timestamp(anchor.revocation.revocation_date).isoformat()
+        verdict = _refusal(
+            [common_pb2.VALIDATION_REASON_REVOKED, *others],
+            f"the certificate's issuing CA {key_id} was revoked on {when} "
+            f"(reason: {rfc_name(anchor.revocation.reason)})",
+            identity,
+        )
+        verdict.revocation.CopyFrom(anchor.revocation)
+        return verdict
+    expired = anchor.certificate.not_valid_after_utc.isoformat()
+    reason = common_pb2.VALIDATION_REASON_EXPIRED
+    return _refusal(
+        [reason, *(other for other in others if other != reason)],
+        f"the certificate's issuing CA {key_id} expired on {expired}",
+        identity,
+    )
+
+
 def _parse(der: bytes) -> x509.Certificate | None:
     if not der or len(der) > MAX_CERTIFICATE_BYTES:
         return None
@@ -162,7 +202,9 @@ def _parse(der: bytes) -> x509.Certificate | None:
         # Parsing is lazy; reach the parts validation reads so damage shows here.
         certificate.extensions  # noqa: B018
         certificate.public_key()
-    except ValueError:
+    # A repeated extension or a key algorithm the library does not know is as
+    # unusable as bad DER: the verdict is MALFORMED, never an internal error.
+    except (ValueError, x509.DuplicateExtension, UnsupportedAlgorithm):
         return None
     return certificate
 

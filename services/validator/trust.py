@@ -23,6 +23,16 @@ _STALE_FACTOR = 10
 
 
 @dataclasses.dataclass(frozen=True)
+class WithdrawnAnchor:
+    """A former anchor (revoked, on hold or expired), kept only to explain
+    why the certificates it issued are refused."""
+
+    certificate: x509.Certificate
+    status: common_pb2.CertificateStatus
+    revocation: common_pb2.Revocation | None
+
+
+@dataclasses.dataclass(frozen=True)
 class FrontdoorTrust:
     """What the validator needs to know about one frontdoor."""
 
@@ -31,6 +41,7 @@ class FrontdoorTrust:
     # Key ids of the anchors the platform root issued: revocations of them
     # and of the certificates they signed are in Tessera's revocation log.
     issued_anchor_key_ids: frozenset[str]
+    withdrawn: tuple[WithdrawnAnchor, ...]
     revocation: common_pb2.RevocationPolicy
     fetched_at: dt.datetime
 
@@ -95,6 +106,14 @@ def _frontdoor_trust(
             anchor.key_id
             for anchor in store.anchors
             if anchor.kind == registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE
+        ),
+        withdrawn=tuple(
+            WithdrawnAnchor(
+                certificate=x509.load_der_x509_certificate(anchor.certificate),
+                status=anchor.status,
+                revocation=anchor.revocation if anchor.HasField("revocation") else None,
+            )
+            for anchor in store.withdrawn_anchors
         ),
         revocation=store.revocation,
         fetched_at=now,

@@ -93,7 +93,13 @@ class SoftwareSignerPlugin(SignerPlugin):
                 f"(mode {stat.S_IMODE(mode):04o}); run chmod 600 on it"
             )
         try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            pem = path.read_bytes()
+        except OSError as error:
+            raise SignerError(
+                f"CA key file {path} cannot be read ({error.strerror})"
+            ) from None
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
         except TypeError:
             raise SignerError(
                 f"CA key file {path} is encrypted and no passphrase was configured"

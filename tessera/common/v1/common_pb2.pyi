@@ -33,6 +33,7 @@ class ValidationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VALIDATION_REASON_FRONTDOOR_UNKNOWN: _ClassVar[ValidationReason]
     VALIDATION_REASON_MALFORMED: _ClassVar[ValidationReason]
     VALIDATION_REASON_INVALID_PATH: _ClassVar[ValidationReason]
+    VALIDATION_REASON_WEAK_KEY: _ClassVar[ValidationReason]
 
 class RevocationReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -85,6 +86,7 @@ VALIDATION_REASON_REVOCATION_UNKNOWN: ValidationReason
 VALIDATION_REASON_FRONTDOOR_UNKNOWN: ValidationReason
 VALIDATION_REASON_MALFORMED: ValidationReason
 VALIDATION_REASON_INVALID_PATH: ValidationReason
+VALIDATION_REASON_WEAK_KEY: ValidationReason
 REVOCATION_REASON_UNSPECIFIED: RevocationReason
 REVOCATION_REASON_KEY_COMPROMISE: RevocationReason
 REVOCATION_REASON_CA_COMPROMISE: RevocationReason

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tessera.common.v1 import common_pb2 as tessera_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tessera/registry/v1/registry.proto\x12\x13tessera.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etessera/common/v1/common.proto\"v\n\x18RegisterFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12\x14\n\x0cintermediate\x18\x03 \x01(\x0c\"#\n\x13GetFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15ListFrontdoorsRequest\"J\n\x16ListFrontdoorsResponse\x12\x30\n\nfrontdoors\x18\x01 \x03(\x0b\x32\x1c.tessera.common.v1.Frontdoor\"\x97\x01\n\x1eUpdateFrontdoorSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\")\n\x14GetTrustStoreRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\"\x8b\x01\n\nTrustStore\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x31\n\x07\x61nchors\x18\x02 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\x12\x37\n\nrevocation\x18\x03 \x01(\x0b\x32#.tessera.common.v1.RevocationPolicy\"\xba\x01\n\x0bTrustAnchor\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.tessera.registry.v1.TrustAnchor.Kind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x15\n\rissuer_key_id\x18\x04 \x01(\t\":\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18KIND_ISSUED_INTERMEDIATE\x10\x01\"\x82\x01\n\x18RecordCertificateRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x11\n\tfrontdoor\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x04kind\x18\x04 \x01(\x0e\x32\".tessera.common.v1.CertificateKind\"\xbd\x01\n\x15GetCertificateRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x35\n\x06serial\x18\x02 \x01(\x0b\x32#.tessera.registry.v1.SerialInIssuerH\x00\x12@\n\x10\x66rontdoor_serial\x18\x03 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x42\r\n\x0b\x63\x65rtificate\">\n\x0eSerialInIssuer\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"\x89\x01\n\x17ListCertificatesRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"o\n\x18ListCertificatesResponse\x12:\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0b\x32$.tessera.common.v1.CertificateRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe8\x01\n\x17RecordRevocationRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x36\n\x06serial\x18\x02 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x12\x33\n\x06reason\x18\x03 \x01(\x0e\x32#.tessera.common.v1.RevocationReason\x12\x33\n\x0finvalidity_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b\x63\x65rtificate\"?\n\x16ListRevocationsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"d\n\x17ListRevocationsResponse\x12\x32\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"J\n\x1aGetRevocationStatusRequest\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"t\n\x10RevocationStatus\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\x12\x31\n\nrevocation\x18\x02 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x1c\n\x14\x63omplete_to_sequence\x18\x03 \x01(\x04\x32\xfe\x08\n\x0fRegistryService\x12`\n\x11RegisterFrontdoor\x12-.tessera.registry.v1.RegisterFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12V\n\x0cGetFrontdoor\x12(.tessera.registry.v1.GetFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12i\n\x0eListFrontdoors\x12*.tessera.registry.v1.ListFrontdoorsRequest\x1a+.tessera.registry.v1.ListFrontdoorsResponse\x12l\n\x17UpdateFrontdoorSettings\x12\x33.tessera.registry.v1.UpdateFrontdoorSettingsRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12[\n\rGetTrustStore\x12).tessera.registry.v1.GetTrustStoreRequest\x1a\x1f.tessera.registry.v1.TrustStore\x12h\n\x11RecordCertificate\x12-.tessera.registry.v1.RecordCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12\x62\n\x0eGetCertificate\x12*.tessera.registry.v1.GetCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12o\n\x10ListCertificates\x12,.tessera.registry.v1.ListCertificatesRequest\x1a-.tessera.registry.v1.ListCertificatesResponse\x12_\n\x10RecordRevocation\x12,.tessera.registry.v1.RecordRevocationRequest\x1a\x1d.tessera.common.v1.Revocation\x12l\n\x0fListRevocations\x12+.tessera.registry.v1.ListRevocationsRequest\x1a,.tessera.registry.v1.ListRevocationsResponse\x12m\n\x13GetRevocationStatus\x12/.tessera.registry.v1.GetRevocationStatusRequest\x1a%.tessera.registry.v1.RevocationStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tessera/registry/v1/registry.proto\x12\x13tessera.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etessera/common/v1/common.proto\"v\n\x18RegisterFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12\x14\n\x0cintermediate\x18\x03 \x01(\x0c\"#\n\x13GetFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15ListFrontdoorsRequest\"J\n\x16ListFrontdoorsResponse\x12\x30\n\nfrontdoors\x18\x01 \x03(\x0b\x32\x1c.tessera.common.v1.Frontdoor\"\x97\x01\n\x1eUpdateFrontdoorSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\")\n\x14GetTrustStoreRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\"\xc8\x01\n\nTrustStore\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x31\n\x07\x61nchors\x18\x02 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\x12\x37\n\nrevocation\x18\x03 \x01(\x0b\x32#.tessera.common.v1.RevocationPolicy\x12;\n\x11withdrawn_anchors\x18\x04 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\"\xa3\x02\n\x0bTrustAnchor\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.tessera.registry.v1.TrustAnchor.Kind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x15\n\rissuer_key_id\x18\x04 \x01(\t\x12\x34\n\x06status\x18\x05 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x31\n\nrevocation\x18\x06 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\":\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18KIND_ISSUED_INTERMEDIATE\x10\x01\"\x82\x01\n\x18RecordCertificateRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x11\n\tfrontdoor\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x04kind\x18\x04 \x01(\x0e\x32\".tessera.common.v1.CertificateKind\"\xbd\x01\n\x15GetCertificateRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x35\n\x06serial\x18\x02 \x01(\x0b\x32#.tessera.registry.v1.SerialInIssuerH\x00\x12@\n\x10\x66rontdoor_serial\x18\x03 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x42\r\n\x0b\x63\x65rtificate\">\n\x0eSerialInIssuer\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"\x89\x01\n\x17ListCertificatesRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"o\n\x18ListCertificatesResponse\x12:\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0b\x32$.tessera.common.v1.CertificateRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe8\x01\n\x17RecordRevocationRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x36\n\x06serial\x18\x02 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x12\x33\n\x06reason\x18\x03 \x01(\x0e\x32#.tessera.common.v1.RevocationReason\x12\x33\n\x0finvalidity_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b\x63\x65rtificate\"?\n\x16ListRevocationsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"d\n\x17ListRevocationsResponse\x12\x32\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"J\n\x1aGetRevocationStatusRequest\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"t\n\x10RevocationStatus\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\x12\x31\n\nrevocation\x18\x02 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x1c\n\x14\x63omplete_to_sequence\x18\x03 \x01(\x04\x32\xfe\x08\n\x0fRegistryService\x12`\n\x11RegisterFrontdoor\x12-.tessera.registry.v1.RegisterFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12V\n\x0cGetFrontdoor\x12(.tessera.registry.v1.GetFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12i\n\x0eListFrontdoors\x12*.tessera.registry.v1.ListFrontdoorsRequest\x1a+.tessera.registry.v1.ListFrontdoorsResponse\x12l\n\x17UpdateFrontdoorSettings\x12\x33.tessera.registry.v1.UpdateFrontdoorSettingsRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12[\n\rGetTrustStore\x12).tessera.registry.v1.GetTrustStoreRequest\x1a\x1f.tessera.registry.v1.TrustStore\x12h\n\x11RecordCertificate\x12-.tessera.registry.v1.RecordCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12\x62\n\x0eGetCertificate\x12*.tessera.registry.v1.GetCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12o\n\x10ListCertificates\x12,.tessera.registry.v1.ListCertificatesRequest\x1a-.tessera.registry.v1.ListCertificatesResponse\x12_\n\x10RecordRevocation\x12,.tessera.registry.v1.RecordRevocationRequest\x1a\x1d.tessera.common.v1.Revocation\x12l\n\x0fListRevocations\x12+.tessera.registry.v1.ListRevocationsRequest\x1a,.tessera.registry.v1.ListRevocationsResponse\x12m\n\x13GetRevocationStatus\x12/.tessera.registry.v1.GetRevocationStatusRequest\x1a%.tessera.registry.v1.RevocationStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,31 +47,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETTRUSTSTOREREQUEST']._serialized_start=570
   _globals['_GETTRUSTSTOREREQUEST']._serialized_end=611
   _globals['_TRUSTSTORE']._serialized_start=614
-  _globals['_TRUSTSTORE']._serialized_end=753
-  _globals['_TRUSTANCHOR']._serialized_start=756
-  _globals['_TRUSTANCHOR']._serialized_end=942
-  _globals['_TRUSTANCHOR_KIND']._serialized_start=884
-  _globals['_TRUSTANCHOR_KIND']._serialized_end=942
-  _globals['_RECORDCERTIFICATEREQUEST']._serialized_start=945
-  _globals['_RECORDCERTIFICATEREQUEST']._serialized_end=1075
-  _globals['_GETCERTIFICATEREQUEST']._serialized_start=1078
-  _globals['_GETCERTIFICATEREQUEST']._serialized_end=1267
-  _globals['_SERIALINISSUER']._serialized_start=1269
-  _globals['_SERIALINISSUER']._serialized_end=1331
-  _globals['_LISTCERTIFICATESREQUEST']._serialized_start=1334
-  _globals['_LISTCERTIFICATESREQUEST']._serialized_end=1471
-  _globals['_LISTCERTIFICATESRESPONSE']._serialized_start=1473
-  _globals['_LISTCERTIFICATESRESPONSE']._serialized_end=1584
-  _globals['_RECORDREVOCATIONREQUEST']._serialized_start=1587
-  _globals['_RECORDREVOCATIONREQUEST']._serialized_end=1819
-  _globals['_LISTREVOCATIONSREQUEST']._serialized_start=1821
-  _globals['_LISTREVOCATIONSREQUEST']._serialized_end=1884
-  _globals['_LISTREVOCATIONSRESPONSE']._serialized_start=1886
-  _globals['_LISTREVOCATIONSRESPONSE']._serialized_end=1986
-  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_start=1988
-  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_end=2062
-  _globals['_REVOCATIONSTATUS']._serialized_start=2064
-  _globals['_REVOCATIONSTATUS']._serialized_end=2180
-  _globals['_REGISTRYSERVICE']._serialized_start=2183
-  _globals['_REGISTRYSERVICE']._serialized_end=3333
+  _globals['_TRUSTSTORE']._serialized_end=814
+  _globals['_TRUSTANCHOR']._serialized_start=817
+  _globals['_TRUSTANCHOR']._serialized_end=1108
+  _globals['_TRUSTANCHOR_KIND']._serialized_start=1050
+  _globals['_TRUSTANCHOR_KIND']._serialized_end=1108
+  _globals['_RECORDCERTIFICATEREQUEST']._serialized_start=1111
+  _globals['_RECORDCERTIFICATEREQUEST']._serialized_end=1241
+  _globals['_GETCERTIFICATEREQUEST']._serialized_start=1244
+  _globals['_GETCERTIFICATEREQUEST']._serialized_end=1433
+  _globals['_SERIALINISSUER']._serialized_start=1435
+  _globals['_SERIALINISSUER']._serialized_end=1497
+  _globals['_LISTCERTIFICATESREQUEST']._serialized_start=1500
+  _globals['_LISTCERTIFICATESREQUEST']._serialized_end=1637
+  _globals['_LISTCERTIFICATESRESPONSE']._serialized_start=1639
+  _globals['_LISTCERTIFICATESRESPONSE']._serialized_end=1750
+  _globals['_RECORDREVOCATIONREQUEST']._serialized_start=1753
+  _globals['_RECORDREVOCATIONREQUEST']._serialized_end=1985
+  _globals['_LISTREVOCATIONSREQUEST']._serialized_start=1987
+  _globals['_LISTREVOCATIONSREQUEST']._serialized_end=2050
+  _globals['_LISTREVOCATIONSRESPONSE']._serialized_start=2052
+  _globals['_LISTREVOCATIONSRESPONSE']._serialized_end=2152
+  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_start=2154
+  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_end=2228
+  _globals['_REVOCATIONSTATUS']._serialized_start=2230
+  _globals['_REVOCATIONSTATUS']._serialized_end=2346
+  _globals['_REGISTRYSERVICE']._serialized_start=2349
+  _globals['_REGISTRYSERVICE']._serialized_end=3499
 # @@protoc_insertion_point(module_scope)

@@ -55,17 +55,19 @@ class GetTrustStoreRequest(_message.Message):
     def __init__(self, frontdoor: _Optional[str] = ...) -> None: ...
 
 class TrustStore(_message.Message):
-    __slots__ = ("frontdoor", "anchors", "revocation")
+    __slots__ = ("frontdoor", "anchors", "revocation", "withdrawn_anchors")
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     ANCHORS_FIELD_NUMBER: _ClassVar[int]
     REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_ANCHORS_FIELD_NUMBER: _ClassVar[int]
     frontdoor: str
     anchors: _containers.RepeatedCompositeFieldContainer[TrustAnchor]
     revocation: _common_pb2.RevocationPolicy
-    def __init__(self, frontdoor: _Optional[str] = ..., anchors: _Optional[_Iterable[_Union[TrustAnchor, _Mapping]]] = ..., revocation: _Optional[_Union[_common_pb2.RevocationPolicy, _Mapping]] = ...) -> None: ...
+    withdrawn_anchors: _containers.RepeatedCompositeFieldContainer[TrustAnchor]
+    def __init__(self, frontdoor: _Optional[str] = ..., anchors: _Optional[_Iterable[_Union[TrustAnchor, _Mapping]]] = ..., revocation: _Optional[_Union[_common_pb2.RevocationPolicy, _Mapping]] = ..., withdrawn_anchors: _Optional[_Iterable[_Union[TrustAnchor, _Mapping]]] = ...) -> None: ...
 
 class TrustAnchor(_message.Message):
-    __slots__ = ("certificate", "kind", "key_id", "issuer_key_id")
+    __slots__ = ("certificate", "kind", "key_id", "issuer_key_id", "status", "revocation")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TrustAnchor.Kind]
@@ -76,11 +78,15 @@ class TrustAnchor(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
     certificate: bytes
     kind: TrustAnchor.Kind
     key_id: str
     issuer_key_id: str
-    def __init__(self, certificate: _Optional[bytes] = ..., kind: _Optional[_Union[TrustAnchor.Kind, str]] = ..., key_id: _Optional[str] = ..., issuer_key_id: _Optional[str] = ...) -> None: ...
+    status: _common_pb2.CertificateStatus
+    revocation: _common_pb2.Revocation
+    def __init__(self, certificate: _Optional[bytes] = ..., kind: _Optional[_Union[TrustAnchor.Kind, str]] = ..., key_id: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ...) -> None: ...
 
 class RecordCertificateRequest(_message.Message):
     __slots__ = ("certificate", "frontdoor", "name", "kind")
