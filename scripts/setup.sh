@@ -50,9 +50,16 @@ PY
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-if [ "$mode" = test ]; then
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-else
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[postgres]'
+# Reinstall only when the project's requirements changed since the last run.
+stamp=".venv/.installed-$mode-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+    if [ "$mode" = test ]; then
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    else
+        .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+            -e '.[postgres]'
+    fi
+    rm -f .venv/.installed-"$mode"-*
+    touch "$stamp"
 fi

@@ -95,14 +95,15 @@ def start_suite(
         if cache is None:
             cache = open_cache(settings.redis_url)
             suite._closers.append(cache.close)
-        registry_address = settings.registry_address
+        local_registry = None
         if "registry" in wanted:
-            server = _start_registry(settings, cache, clock, suite)
-            registry_address = server.address
+            local_registry = _start_registry(settings, cache, clock, suite).address
         if "issuer" in wanted:
-            _start_issuer(settings, cache, clock, registry_address, suite)
+            address = local_registry or settings.registry_address_for("issuer")
+            _start_issuer(settings, cache, clock, address, suite)
         if "validator" in wanted:
-            _start_validator(settings, cache, clock, registry_address, suite)
+            address = local_registry or settings.registry_address_for("validator")
+            _start_validator(settings, cache, clock, address, suite)
     except BaseException:
         suite.stop()
         raise

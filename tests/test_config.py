@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ConfigError, load_settings
+from services.common.config import ConfigError, load_settings, unknown_environment
 from tests.support import REPOSITORY
 
 
@@ -45,3 +45,22 @@ def test_rejects_missing_file(tmp_path: Path) -> None:
 def test_rejects_rsa_minimum_below_2048() -> None:
     with pytest.raises(ConfigError, match="min_rsa_bits"):
         load_settings(key_policy={"min_rsa_bits": 1024})
+
+
+def test_misspelt_environment_variables_are_found() -> None:
+    """pydantic-settings ignores unknown variables; Tessera names them so
+    `tessera serve` can warn, leaving test and tool variables alone."""
+    environ = {
+        "TESSERA_LOG_FROMAT": "json",
+        "TESSERA_ISSUER__ORGANISATION": "x",
+        "TESSERA_ISSUER__ORGANIZATION": "x",
+        "TESSERA_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "TESSERA_TEST_STRICT": "1",
+        "TESSERA_CONFIG": "tessera.toml",
+        "HOME": "/root",
+    }
+
+    assert unknown_environment(environ) == [
+        "TESSERA_ISSUER__ORGANISATION",
+        "TESSERA_LOG_FROMAT",
+    ]

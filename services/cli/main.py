@@ -20,15 +20,22 @@ from pathlib import Path
 from typing import Any, cast
 
 import grpc
+import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from google.protobuf import field_mask_pb2, json_format
+from sqlalchemy.engine import make_url
 
 from services.common import identifiers
 from services.common.audit import verify_chain
-from services.common.config import ConfigError, Settings, load_settings
-from services.common.database import Database, migrate
+from services.common.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    unknown_environment,
+)
+from services.common.database import Database, is_sqlite
 from services.common.errors import TesseraError
 from services.common.logging import configure_logging
 from services.common.rpc import open_channel, remote_error
@@ -50,6 +57,7 @@ _STATUSES = {
     for name, value in common_pb2.CertificateStatus.items()
     if value
 }
+_STATUS_WORDS = {value: word for word, value in _STATUSES.items()}
 _SAN_PREFIXES: dict[str, Callable[[str], x509.GeneralName]] = {
     "dns": x509.DNSName,
     "uri": x509.UniformResourceIdentifier,
@@ -57,6 +65,17 @@ _SAN_PREFIXES: dict[str, Callable[[str], x509.GeneralName]] = {
 }
 _KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
 _DEADLINE_SECONDS = 30.0
+_LISTEN_VARIABLES = {
+    "issuer": "TESSERA_ISSUER__LISTEN",
+    "registry": "TESSERA_REGISTRY__LISTEN",
+    "validator": "TESSERA_VALIDATOR__LISTEN",
+}
+_KEY_TYPE_FLAGS = {
+    "rsa": common_pb2.KEY_TYPE_RSA,
+    "ec-p256": common_pb2.KEY_TYPE_EC_P256,
+    "ec-p384": common_pb2.KEY_TYPE_EC_P384,
+    "ed25519": common_pb2.KEY_TYPE_ED25519,
+}
 
 
 class CommandError(Exception):
@@ -64,11 +83,19 @@ class CommandError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tessera`` command."""
+    """Entry point of the ``tessera`` command.
+
+    Exit codes: 0 success; 1 a negative answer (a refused certificate, a
+    broken audit chain); 2 an error, with a message on standard error.
+    """
     parser = _parser()
     options = parser.parse_args(argv)
     try:
         return int(options.run(options) or 0)
+    except BrokenPipeError:
+        # The reader of our output (head, less) went away; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CommandError, ConfigError, SignerError) as error:
         print(f"tessera: {error}", file=sys.stderr)
         return 2
@@ -126,13 +153,18 @@ def _validator(options: argparse.Namespace) -> Any:
 
 def _rpc_failure(error: grpc.RpcError, options: argparse.Namespace) -> str:
     service, address = getattr(options, "called", ("service", "?"))
-    if error.code() == grpc.StatusCode.UNAVAILABLE:
+    # gRPC's own wording when no connection could be made; any other
+    # UNAVAILABLE is the service's answer (for example "the registry cannot
+    # be reached"), which is worth passing on as it is.
+    details = error.details() or ""
+    if error.code() == grpc.StatusCode.UNAVAILABLE and (
+        "failed to connect" in details or "Connection refused" in details or not details
+    ):
         return (
-            f"cannot reach the {service} at {address}; is 'tessera serve' running "
-            "(or give the address with --" + service + ")?"
+            f"cannot reach the {service} at {address}; is 'tessera serve' running? "
+            f"(give another address with --{service} or {_LISTEN_VARIABLES[service]})"
         )
-    problem = remote_error(error, service)
-    return problem.message
+    return remote_error(error, service).message
 
 
 # Files --------------------------------------------------------------------
@@ -205,9 +237,14 @@ def _serve(options: argparse.Namespace) -> int:
 
     settings = _settings(options)
     configure_logging(settings.log_format, settings.log_level)
+    for variable in unknown_environment(os.environ):
+        print(
+            f"tessera: warning: {variable} is not a Tessera setting and is ignored",
+            file=sys.stderr,
+        )
     services = SERVICES if options.service == "all" else (options.service,)
-    suite = start_suite(settings, services)
     metrics = serve_metrics_once(settings)
+    suite = start_suite(settings, services)
 
     print(
         "Tessera is running in development mode: plaintext gRPC without "
@@ -218,7 +255,10 @@ def _serve(options: argparse.Namespace) -> int:
         print(f"  {name:<15} {suite.address(name)}")
     if metrics:
         print(f"  metrics         http://{metrics}/metrics")
-    print(f"  cache           {'Redis' if settings.redis_url else 'in-process'}")
+    if "registry" in services:
+        print(f"  database        {_shown_url(settings.registry_database_url)}")
+    cache = _shown_url(settings.redis_url) if settings.redis_url else "in-process"
+    print(f"  cache           {cache}")
     print("Press Ctrl-C to stop.", flush=True)
 
     stopped = threading.Event()
@@ -227,6 +267,13 @@ def _serve(options: argparse.Namespace) -> int:
     stopped.wait()
     suite.stop()
     return 0
+
+
+def _shown_url(url: str) -> str:
+    """A database or Redis URL as it may be printed: without its password."""
+    return (
+        str(make_url(url).render_as_string(hide_password=True)) if "://" in url else url
+    )
 
 
 # frontdoor --------------------------------------------------------------
@@ -243,6 +290,14 @@ def _settings_from_flags(
     if options.max_validity_days is not None:
         settings.issuance.max_validity_days = options.max_validity_days
         paths.append("issuance.max_validity_days")
+    if options.key_types is not None:
+        settings.issuance.allowed_key_types.extend(
+            _KEY_TYPE_FLAGS[name] for name in options.key_types
+        )
+        paths.append("issuance.allowed_key_types")
+    if options.min_rsa_bits is not None:
+        settings.issuance.min_rsa_bits = options.min_rsa_bits
+        paths.append("issuance.min_rsa_bits")
     if options.on_revocation_unknown is not None:
         settings.revocation.on_unknown = (
             common_pb2.REVOCATION_FAILURE_POLICY_FAIL_OPEN
@@ -276,6 +331,7 @@ def _frontdoor_update(options: argparse.Namespace) -> int:
         ),
         timeout=_DEADLINE_SECONDS,
     )
+    print(f"updated frontdoor {frontdoor.name} ({', '.join(paths)})")
     _print_frontdoor(frontdoor)
     return 0
 
@@ -431,7 +487,8 @@ def _cert_request(options: argparse.Namespace) -> int:
         # The intermediates a client presents; the root stays with relying parties.
         _write(options.chain, b"".join(_pem(der) for der in response.chain[:-1]))
     record = response.record
-    print(f"issued certificate {record.serial_number} for frontdoor {record.frontdoor}")
+    print(f"issued a certificate for frontdoor {record.frontdoor}")
+    print(f"  serial       {record.serial_number}")
     print(f"  subject      {record.subject or '(empty)'}")
     print(f"  fingerprint  {record.fingerprint_sha256}")
     print(f"  valid until  {record.not_valid_after.ToJsonString()}")
@@ -514,18 +571,17 @@ def _cert_list(options: argparse.Namespace) -> int:
             row = json_format.MessageToDict(record, preserving_proto_field_name=True)
             row.pop("certificate", None)
             rows.append(row)
-        print(json.dumps(rows, indent=2))
+        more = "" if options.all else response.next_page_token
+        print(json.dumps({"certificates": rows, "next_page_token": more}, indent=2))
         return 0
     print(f"{'STATUS':<11} {'KIND':<13} {'FRONTDOOR':<16} {'SERIAL':<41} SUBJECT")
     for record in records:
-        status = common_pb2.CertificateStatus.Name(record.status).removeprefix(
-            "CERTIFICATE_STATUS_"
-        )
+        status = _STATUS_WORDS[record.status]
         kind = common_pb2.CertificateKind.Name(record.kind).removeprefix(
             "CERTIFICATE_KIND_"
         )
         print(
-            f"{status.lower():<11} {kind.lower():<13} {record.frontdoor or '-':<16} "
+            f"{status:<11} {kind.lower():<13} {record.frontdoor or '-':<16} "
             f"{record.serial_number:<41} {record.subject}"
         )
     if response.next_page_token and not options.all:
@@ -556,9 +612,24 @@ def _cert_show(options: argparse.Namespace) -> int:
 
 def _audit_verify(options: argparse.Namespace) -> int:
     settings = _settings(options)
-    migrate(settings.audit_url, "common")
+    shown = make_url(settings.audit_url).render_as_string(hide_password=True)
+    # Verifying must never create what it checks: a database that is not
+    # there, or has no audit tables, is an error, not an intact empty chain.
+    if (
+        is_sqlite(settings.audit_url)
+        and not Path(make_url(settings.audit_url).database or "").is_file()
+    ):
+        raise CommandError(
+            f"there is no Tessera database at {shown}; point --data-dir (or "
+            "TESSERA_DATA_DIR, or audit_database_url) at the suite's data"
+        )
     database = Database(settings.audit_url)
     try:
+        if not sa.inspect(database.read_engine).has_table("audit_head"):
+            raise CommandError(
+                f"the database at {shown} holds no audit log; point --data-dir "
+                "(or TESSERA_DATA_DIR, or audit_database_url) at the suite's data"
+            )
         result = verify_chain(database)
     finally:
         database.dispose()
@@ -578,25 +649,60 @@ def _audit_verify(options: argparse.Namespace) -> int:
 # The parser -------------------------------------------------------------
 
 
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after its name."""
+    default = argparse.SUPPRESS if suppress else None
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("where Tessera is")
+    group.add_argument(
+        "--config", type=Path, default=default, help="TOML configuration file"
+    )
+    group.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default,
+        help="the suite's data directory (default: TESSERA_DATA_DIR or "
+        "~/.local/share/tessera)",
+    )
+    group.add_argument(
+        "--issuer",
+        dest="issuer_address",
+        default=default,
+        metavar="HOST:PORT",
+        help="the issuer's address",
+    )
+    group.add_argument(
+        "--registry",
+        dest="registry_address",
+        default=default,
+        metavar="HOST:PORT",
+        help="the registry's address",
+    )
+    group.add_argument(
+        "--validator",
+        dest="validator_address",
+        default=default,
+        metavar="HOST:PORT",
+        help="the validator's address",
+    )
+    return options
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tessera",
         description="Tessera: client certificates for mutual TLS.",
+        epilog="Exit codes: 0 success; 1 a negative answer (a refused certificate, "
+        "a broken audit chain); 2 an error.",
+        parents=[_global_options(suppress=False)],
     )
-    parser.add_argument("--config", type=Path, help="TOML configuration file")
-    parser.add_argument("--data-dir", type=Path, help="where Tessera keeps its state")
-    parser.add_argument(
-        "--issuer", dest="issuer_address", help="issuer address host:port"
-    )
-    parser.add_argument(
-        "--registry", dest="registry_address", help="registry address host:port"
-    )
-    parser.add_argument(
-        "--validator", dest="validator_address", help="validator address host:port"
-    )
+    # Subcommands repeat the global options so they may follow the command
+    # name too; their defaults are suppressed so they never undo a value
+    # given before it.
+    anywhere = _global_options(suppress=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the services")
+    serve = commands.add_parser("serve", parents=[anywhere], help="run the services")
     serve.add_argument(
         "service",
         nargs="?",
@@ -607,30 +713,38 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     frontdoor = _group(commands, "frontdoor", "create and inspect frontdoors")
-    create = frontdoor.add_parser("create", help="create a frontdoor and its CA")
+    create = frontdoor.add_parser(
+        "create", parents=[anywhere], help="create a frontdoor and its CA"
+    )
     create.add_argument("name")
     _settings_flags(create)
     create.set_defaults(run=_frontdoor_create)
-    update = frontdoor.add_parser("update", help="change a frontdoor's settings")
+    update = frontdoor.add_parser(
+        "update", parents=[anywhere], help="change a frontdoor's settings"
+    )
     update.add_argument("name")
     _settings_flags(update)
     update.set_defaults(run=_frontdoor_update)
-    show = frontdoor.add_parser("show", help="show a frontdoor")
+    show = frontdoor.add_parser("show", parents=[anywhere], help="show a frontdoor")
     show.add_argument("name")
     show.add_argument(
         "--intermediate-out", type=Path, help="write its intermediate certificate (PEM)"
     )
     show.set_defaults(run=_frontdoor_show)
-    listing = frontdoor.add_parser("list", help="list frontdoors")
+    listing = frontdoor.add_parser("list", parents=[anywhere], help="list frontdoors")
     listing.set_defaults(run=_frontdoor_list)
 
     ca = _group(commands, "ca", "the platform's CA certificates")
-    root = ca.add_parser("root", help="write the platform root certificate (PEM)")
+    root = ca.add_parser(
+        "root", parents=[anywhere], help="write the platform root certificate (PEM)"
+    )
     root.add_argument("--out", type=Path, help="file to write (default: stdout)")
     root.set_defaults(run=_ca_root)
 
     key = _group(commands, "key", "client keys, made on this machine")
-    new = key.add_parser("new", help="make a private key and a CSR for it")
+    new = key.add_parser(
+        "new", parents=[anywhere], help="make a private key and a CSR for it"
+    )
     new.add_argument(
         "--key", type=Path, required=True, help="private key file to write"
     )
@@ -647,7 +761,9 @@ def _parser() -> argparse.ArgumentParser:
     new.set_defaults(run=_key_new)
 
     cert = _group(commands, "cert", "request, validate, revoke and list certificates")
-    request = cert.add_parser("request", help="get a certificate for a CSR")
+    request = cert.add_parser(
+        "request", parents=[anywhere], help="get a certificate for a CSR"
+    )
     request.add_argument("--frontdoor", required=True)
     request.add_argument(
         "--csr", type=Path, required=True, help="CSR file (PEM or DER)"
@@ -662,7 +778,9 @@ def _parser() -> argparse.ArgumentParser:
     request.add_argument("--days", type=int, help="validity in days")
     request.set_defaults(run=_cert_request)
 
-    validate = cert.add_parser("validate", help="ask the validator about a certificate")
+    validate = cert.add_parser(
+        "validate", parents=[anywhere], help="ask the validator about a certificate"
+    )
     validate.add_argument("certificate", type=Path, help="PEM or DER; leaf first")
     validate.add_argument("--frontdoor", required=True)
     validate.add_argument(
@@ -670,7 +788,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.set_defaults(run=_cert_validate)
 
-    revoke = cert.add_parser("revoke", help="revoke a certificate")
+    revoke = cert.add_parser("revoke", parents=[anywhere], help="revoke a certificate")
     revoke.add_argument(
         "certificate", type=Path, nargs="?", help="the certificate file"
     )
@@ -680,7 +798,9 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("--reason", choices=sorted(_REASONS), default="unspecified")
     revoke.set_defaults(run=_cert_revoke)
 
-    listing = cert.add_parser("list", help="list recorded certificates")
+    listing = cert.add_parser(
+        "list", parents=[anywhere], help="list recorded certificates"
+    )
     listing.add_argument("--frontdoor")
     listing.add_argument("--status", choices=sorted(_STATUSES))
     listing.add_argument("--page-size", type=int, default=100)
@@ -688,7 +808,9 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="JSON output")
     listing.set_defaults(run=_cert_list)
 
-    show_cert = cert.add_parser("show", help="show one recorded certificate")
+    show_cert = cert.add_parser(
+        "show", parents=[anywhere], help="show one recorded certificate"
+    )
     show_cert.add_argument("--fingerprint")
     show_cert.add_argument("--serial")
     show_cert.add_argument("--frontdoor")
@@ -696,7 +818,9 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = _group(commands, "audit", "the hash-chained audit log")
     verify = audit.add_parser(
-        "verify", help="verify the chain; report the first broken link"
+        "verify",
+        parents=[anywhere],
+        help="verify the chain; report the first broken link",
     )
     verify.set_defaults(run=_audit_verify)
     return parser
@@ -708,11 +832,37 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--default-validity-days", type=int)
-    parser.add_argument("--max-validity-days", type=int)
     parser.add_argument(
-        "--on-revocation-unknown", choices=("fail-closed", "fail-open"), default=None
+        "--default-validity-days", type=int, help="validity when a request names none"
     )
+    parser.add_argument(
+        "--max-validity-days", type=int, help="longest validity a request may ask for"
+    )
+    parser.add_argument(
+        "--key-types",
+        type=_key_type_list,
+        metavar="TYPES",
+        help="comma-separated client key types accepted: "
+        + ", ".join(_KEY_TYPE_FLAGS)
+        + " (within the platform's key_policy)",
+    )
+    parser.add_argument("--min-rsa-bits", type=int, help="smallest RSA key accepted")
+    parser.add_argument(
+        "--on-revocation-unknown",
+        choices=("fail-closed", "fail-open"),
+        default=None,
+        help="what the validator does when revocation status cannot be established",
+    )
+
+
+def _key_type_list(text: str) -> list[str]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in _KEY_TYPE_FLAGS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"key types are a comma-separated list of {', '.join(_KEY_TYPE_FLAGS)}"
+        )
+    return names
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ cache, software CA keys, every listener on loopback.
 from __future__ import annotations
 
 import os
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +54,8 @@ class IssuerConfig(_Section):
     # Where new CA keys are generated: a signer URI prefix ("file:" keeps
     # them under <data_dir>/keys).
     key_store: str = "file:"
+    # None: the registry's listen address (right when both run on one host).
+    registry_address: str | None = None
 
     @field_validator("public_base_url")
     @classmethod
@@ -132,9 +136,10 @@ class Settings(BaseSettings):
     def audit_url(self) -> str:
         return self.audit_database_url or self.shared_database_url
 
-    @property
-    def registry_address(self) -> str:
-        return self.validator.registry_address or self.registry.listen
+    def registry_address_for(self, service: str) -> str:
+        """Where ``service`` ("issuer" or "validator") reaches the registry."""
+        section = self.issuer if service == "issuer" else self.validator
+        return section.registry_address or self.registry.listen
 
 
 class ConfigError(ValueError):
@@ -166,9 +171,43 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     values = {key: value for key, value in overrides.items() if value is not None}
     try:
         return _Configured(**values)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(
+            f"configuration file {config_file} is not TOML: {error}"
+        ) from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
             for problem in error.errors()
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+# Variables in the TESSERA_ namespace that are not settings of the services.
+_NOT_SETTINGS = ("TESSERA_CONFIG", "TESSERA_CONFORMANCE_DIR")
+_NOT_SETTINGS_PREFIXES = ("TESSERA_TEST_",)
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[str]:
+    """TESSERA_* variables that name no setting, such as a misspelt one.
+
+    pydantic-settings ignores them, so a typo would silently do nothing;
+    ``tessera serve`` warns about each. (They are not refused: a PKCS#11 PIN
+    may be kept in an operator-chosen TESSERA_* variable.)
+    """
+    known = set(_NOT_SETTINGS)
+    for name, field in Settings.model_fields.items():
+        known.add(f"TESSERA_{name.upper()}")
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            known.update(
+                f"TESSERA_{name.upper()}__{nested.upper()}"
+                for nested in annotation.model_fields
+            )
+    return sorted(
+        variable
+        for variable in environ
+        if variable.upper().startswith("TESSERA_")
+        and variable.upper() not in known
+        and not variable.upper().startswith(_NOT_SETTINGS_PREFIXES)
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram, start_http_server
 
+from services.common.config import ConfigError
+
 RPC_DURATION = Histogram(
     "tessera_rpc_duration_seconds",
     "Time spent serving gRPC calls, by service, method and status code.",
@@ -35,4 +37,12 @@ REVOCATION_LOOKUPS = Counter(
 def serve_metrics(listen: str) -> None:
     """Serve /metrics on ``host:port`` in a background thread."""
     host, _, port = listen.rpartition(":")
-    start_http_server(int(port), addr=host or "127.0.0.1")
+    try:
+        start_http_server(int(port), addr=host or "127.0.0.1")
+    except (OSError, ValueError) as error:
+        raise ConfigError(
+            f"metrics cannot be served on {listen} ({error}); when several Tessera "
+            "processes share a host, give each its own metrics_listen "
+            "(TESSERA_METRICS_LISTEN), or set it to an empty string to switch "
+            "metrics off"
+        ) from None

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common import metrics
+from services.common.config import ConfigError
 from services.common.errors import (
     ERROR_CLASSES,
     ErrorKind,
@@ -207,9 +208,16 @@ def start_server(
         (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
 
-    port = server.add_insecure_port(listen)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"the {service} cannot listen on {listen}; is the port taken?")
+        raise ConfigError(
+            f"the {service} cannot listen on {listen}: the address is taken or not "
+            f"this machine's; stop what uses it or set {service}.listen "
+            f"(TESSERA_{service.upper()}__LISTEN) to another host:port"
+        )
     server.start()
     host = listen.rsplit(":", 1)[0]
     return RunningServer(

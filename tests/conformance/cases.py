@@ -53,9 +53,9 @@ def conformance_dir() -> Path:
         if folder.is_dir():
             return folder
 
-    places = " nor ".join(str(folder) for folder in looked_at)
+    places = " or ".join(str(folder) for folder in looked_at)
     pytest.skip(
-        f"no conformance data: neither {places} exists; set "
+        f"no conformance data: nothing at {places}; set "
         f"{ENVIRONMENT_VARIABLE} to the folder holding limbo/ and pkits/"
     )
 

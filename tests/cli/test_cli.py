@@ -1,0 +1,113 @@
+"""The tessera command line: messages a person can act on, and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.cli.main import main
+from services.suite import Suite
+from tests.support import free_port
+
+
+def _addresses(suite: Suite) -> list[str]:
+    return [
+        "--issuer",
+        suite.address("issuer"),
+        "--registry",
+        suite.address("registry"),
+        "--validator",
+        suite.address("validator"),
+    ]
+
+
+def test_audit_verify_refuses_a_data_directory_without_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Verifying never creates what it checks: no database is an error, not
+    an intact empty chain, and nothing is created."""
+    code = main(["--data-dir", str(tmp_path / "elsewhere"), "audit", "verify"])
+
+    assert code == 2
+    assert "there is no Tessera database" in capsys.readouterr().err
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_global_options_may_follow_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["audit", "verify", "--data-dir", str(tmp_path / "elsewhere")])
+
+    assert code == 2
+    assert str(tmp_path / "elsewhere") in capsys.readouterr().err
+
+
+def test_malformed_configuration_file_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tessera.toml"
+    config.write_text("data_dir = \n")
+
+    code = main(["--config", str(config), "frontdoor", "list"])
+
+    assert code == 2
+    assert f"configuration file {config} is not TOML" in capsys.readouterr().err
+
+
+def test_unreachable_service_names_the_address_and_the_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    address = f"127.0.0.1:{free_port()}"
+
+    code = main(["--issuer", address, "frontdoor", "list"])
+
+    error = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot reach the issuer at {address}" in error
+    assert "TESSERA_ISSUER__LISTEN" in error
+
+
+def test_refusal_by_a_running_service_is_passed_on(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A service's own answer (here NOT_FOUND) reaches the user as it is."""
+    code = main([*_addresses(suite), "frontdoor", "show", "absent"])
+
+    assert code == 2
+    assert "frontdoor 'absent' does not exist" in capsys.readouterr().err
+
+
+def test_frontdoor_key_types_are_changed_from_the_cli(
+    suite: Suite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*_addresses(suite), "frontdoor", "create", "payments"]) == 0
+    capsys.readouterr()
+
+    code = main(
+        [
+            *_addresses(suite),
+            "frontdoor",
+            "update",
+            "payments",
+            "--key-types",
+            "ec-p384",
+            "--min-rsa-bits",
+            "3072",
+        ]
+    )
+
+    output = capsys.readouterr().out
+    assert code == 0
+    assert "updated frontdoor payments" in output
+    assert "EC_P384 (RSA >= 3072 bits)" in output
+
+
+def test_unknown_key_type_is_refused_before_any_call(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        main(["frontdoor", "update", "payments", "--key-types", "dsa"])
+
+    assert exit_status.value.code == 2
+    assert "comma-separated list" in capsys.readouterr().err
