@@ -159,13 +159,16 @@ def _start_registry(
 
     bus = open_bus(settings.redis_url, settings.registry.watch_max_subscribers)
     suite._streams.append(bus.close)
+    heartbeat = dt.timedelta(seconds=settings.registry.watch_heartbeat_seconds)
     watch = RevocationWatch(
         store,
         bus,
         clock,
         WatchLimits(
-            heartbeat=dt.timedelta(seconds=settings.registry.watch_heartbeat_seconds),
+            heartbeat=heartbeat,
             max_pending=settings.registry.watch_max_pending,
+            # A subscriber that took no message for two heartbeats is gone.
+            stall_grace=heartbeat * 2,
         ),
     )
     servicer = RegistryServicer(store, sync, bus, watch)

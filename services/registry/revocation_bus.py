@@ -36,7 +36,7 @@ from tessera.common.v1 import common_pb2
 # One channel per installation (per Redis database); the messages are
 # serialized tessera.common.v1.Revocation entries.
 REVOCATION_LOG_CHANNEL = "tessera:events:revocation-log"
-_LISTEN_POLL_SECONDS = 1.0
+_LISTEN_POLL_SECONDS = 0.25
 _log = get_logger(__name__)
 
 
