@@ -116,7 +116,7 @@ class RevocationChecker:
         self._cache = cache
         self._registry = registry
         self._timeout = registry_timeout_seconds
-        self._streamed = streamed or StreamedRevocations()
+        self._streamed = streamed if streamed is not None else StreamedRevocations()
 
     def check(self, issuer_key_id: str, serial_number: str) -> RevocationAnswer:
         """The revocation status of one certificate."""
