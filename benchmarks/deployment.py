@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 TESSERA = str(Path(sys.executable).parent / "tessera")
-_START_TIMEOUT = 30.0
+_START_TIMEOUT = 60.0
 
 
 def free_port() -> int:

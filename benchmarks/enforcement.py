@@ -6,7 +6,9 @@
 A registry, an issuer and two validators run as separate ``tessera serve``
 processes on a Redis of the benchmark's own (or ``--redis-url``). The
 benchmark issues certificates, checks both validators accept each, then
-revokes them one at a time. For each revocation and each validator it
+revokes them one at a time, each right after both validators accepted it
+once more (so that a cached "valid" verdict must be dropped by the
+revocation stream's event). For each revocation and each validator it
 measures the time from RevokeCertificate returning, and from the
 revocation's ``revocation_date``, to the first verdict that refuses the
 certificate; both validators are polled at once, by a thread each.
@@ -228,6 +230,16 @@ def measure(deployment: Deployment, revocations: int) -> Report:
         from_date: dict[str, list[float]] = {name: [] for name in validators}
         sequences = []
         for certificate in issued:
+            # Both validators hold a fresh "valid" verdict for the certificate
+            # in their verdict caches: only the stream's event can drop it
+            # before the verdict's second is up.
+            for validator in validators.values():
+                validator.ValidateCertificate(
+                    validator_pb2.ValidateCertificateRequest(
+                        chain=[certificate.certificate], frontdoor=FRONTDOOR
+                    ),
+                    timeout=10,
+                )
             revocation = issuer.RevokeCertificate(
                 issuer_pb2.RevokeCertificateRequest(
                     fingerprint_sha256=certificate.record.fingerprint_sha256,

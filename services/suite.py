@@ -39,6 +39,7 @@ from services.validator.server import SERVICE_NAME as VALIDATOR_SERVICE
 from services.validator.server import ValidatorServicer
 from services.validator.service import Validator
 from services.validator.trust import TrustStores
+from services.validator.verdicts import VerdictCache
 from signers.api import SignerContext
 from tessera.issuer.v1 import issuer_pb2_grpc
 from tessera.registry.v1 import registry_pb2_grpc
@@ -68,7 +69,8 @@ class Suite:
 
     def stop(self) -> None:
         """End streams, stop servers, then background jobs and connections."""
-        for end in self._streams:
+        # Subscribers (added last) go before the streams they follow end.
+        for end in reversed(self._streams):
             end()
         for server in self.servers.values():
             server.stop()
@@ -235,6 +237,9 @@ def _start_validator(
         dt.timedelta(seconds=settings.validator.trust_store_ttl_seconds),
         clock,
     )
+    verdicts = VerdictCache(
+        dt.timedelta(seconds=settings.validator.verdict_cache_seconds), clock.now
+    )
     streamed = StreamedRevocations()
     revocation = RevocationChecker(
         cache, registry, settings.validator.registry_timeout_seconds, streamed
@@ -243,13 +248,21 @@ def _start_validator(
         # Resumes from its last sequence after any break.
         subscriber = RevocationSubscriber(
             channel,
-            RevocationEvents(streamed, trust_stores, cache, clock),
+            RevocationEvents(streamed, trust_stores, cache, clock, verdicts),
             start_behind=settings.validator.revocation_stream_replay_entries,
         )
         subscriber.start()
         suite._streams.append(subscriber.stop)
         suite.revocation_subscriber = subscriber
-    servicer = ValidatorServicer(Validator(trust_stores, revocation, clock))
+    # Verdicts are only reused while revocation events can reach them.
+    servicer = ValidatorServicer(
+        Validator(
+            trust_stores,
+            revocation,
+            clock,
+            verdicts if settings.validator.revocation_stream else None,
+        )
+    )
     suite.servers["validator"] = start_server(
         "validator",
         settings.validator.listen,

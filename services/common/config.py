@@ -96,6 +96,10 @@ class ValidatorConfig(_Section):
     # end: older ones are in the cache (the sync copies the log within a
     # pass) or answered by the registry.
     revocation_stream_replay_entries: int = Field(default=10_000, ge=0)
+    # How long a "valid" verdict is reused for the same chain and frontdoor
+    # (services/validator/verdicts.py); revocation events drop it sooner.
+    # This bounds enforcement should the stream stall; 0 switches it off.
+    verdict_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class KeyPolicyConfig(_Section):

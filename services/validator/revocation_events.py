@@ -4,7 +4,8 @@
 Each entry is remembered until the cache's completeness marker covers it, so
 the certificate is refused from that moment on even while Redis is behind;
 an entry that revokes one of a frontdoor's anchors drops that frontdoor's
-trust store at once. The time from the revocation to this moment is the
+trust store at once, and cached verdicts that relied on the certificate
+leave with it. The time from the revocation to this moment is the
 revocation-to-enforcement latency, ``tessera_revocation_enforcement_seconds``.
 """
 
@@ -19,6 +20,7 @@ from services.common.logging import get_logger
 from services.common.revocation_cache import CacheUnavailable, RevocationCache
 from services.validator.revocation import StreamedRevocations
 from services.validator.trust import TrustStores
+from services.validator.verdicts import VerdictCache
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
 
@@ -34,18 +36,28 @@ class RevocationEvents:
         trust_stores: TrustStores,
         cache: RevocationCache,
         clock: Clock,
+        verdicts: VerdictCache | None = None,
     ) -> None:
         self._streamed = streamed
         self._trust_stores = trust_stores
         self._cache = cache
         self._clock = clock
+        self._verdicts = verdicts
 
     def revocation(self, revocation: common_pb2.Revocation, live: bool) -> None:
         """Refuse the certificate from now on."""
         self._streamed.add(revocation)
-        self._trust_stores.forget_revoked_anchor(
-            revocation.issuer_key_id, revocation.serial_number
-        )
+        if self._verdicts is not None:
+            self._verdicts.forget_certificate(
+                revocation.issuer_key_id, revocation.serial_number
+            )
+        if (
+            self._trust_stores.forget_revoked_anchor(
+                revocation.issuer_key_id, revocation.serial_number
+            )
+            and self._verdicts is not None
+        ):
+            self._verdicts.forget_frontdoor(revocation.frontdoor)
         metrics.REVOCATION_STREAM_SEQUENCE.set(revocation.sequence)
         # Entries replayed at start-up were enforced long before this process
         # existed; their age says nothing about the stream.
@@ -66,7 +78,10 @@ class RevocationEvents:
         self._streamed.forget_covered(markers)
 
     def stream_broken(self, error: grpc.RpcError | None, resume_from: int) -> None:
-        """Say so; the subscriber resumes by itself."""
+        """Forget cached verdicts, which events may no longer reach, and say
+        so; the subscriber resumes by itself."""
+        if self._verdicts is not None:
+            self._verdicts.clear()
         code = error.code().name if error is not None else "OK"
         details = (error.details() if error is not None else None) or ""
         _log.warning(
