@@ -55,6 +55,50 @@ def wait_serving(address: str, timeout: float = _START_TIMEOUT) -> None:
         channel.close()
 
 
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of its own on a free port, and its URL, once it answers."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(
+            "redis-server is not installed; scripts/setup.sh --test installs it, "
+            "or pass a Redis URL"
+        )
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + _START_TIMEOUT
+    try:
+        while True:
+            try:
+                client.ping()
+                return process, url
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
 @dataclasses.dataclass
 class _Process:
     service: str
@@ -211,46 +255,8 @@ class Deployment:
             self._redis = None
 
     def _start_redis(self) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError(
-                "redis-server is not installed; scripts/setup.sh --test installs it, "
-                "or pass a Redis URL"
-            )
-        port = free_port()
-        directory = self.directory / "redis"
-        directory.mkdir(exist_ok=True)
-        self._redis = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + _START_TIMEOUT
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return url
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            client.close()
+        self._redis, url = start_redis(self.directory / "redis")
+        return url
 
     # Looking inside -------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import enforcement
+from benchmarks import enforcement, verdicts
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.slow]
 
@@ -23,3 +23,13 @@ def test_enforcement_benchmark_runs_and_both_validators_refuse_in_time(
     assert len(report.stream_delivery) == 5
     for count, _ in report.histograms.values():
         assert count >= 5
+
+
+def test_verdict_benchmark_runs_both_series(clean_redis: str) -> None:
+    """Fifty calls with and without the verdict cache; the cached series is
+    not slower (a generous check: the figures come from full-size runs)."""
+    uncached, cached = verdicts.run(calls=50, redis_url=clean_redis)
+
+    assert uncached.verdict_cache_seconds == 0
+    assert cached.verdict_cache_seconds == 1
+    assert cached.median < uncached.median * 2
