@@ -18,7 +18,7 @@ import redis
 
 from benchmarks.deployment import Deployment
 from tessera.registry.v1 import registry_pb2
-from tests.support import TESSERA, Clients, eventually, tessera_env
+from tests.support import TESSERA, Clients, eventually, run, tessera_env
 
 pytestmark = pytest.mark.slow
 FRONTDOOR = "payments"
@@ -210,3 +210,17 @@ def test_watch_command_resumes_without_gaps_after_its_registry_is_killed(
     for issued in certificates:
         verdict = second.validate([issued.certificate], FRONTDOOR)
         assert list(verdict.reasons) == [REVOKED]
+
+
+def test_watch_command_refuses_a_position_no_log_can_have() -> None:
+    """A negative or overlarge --from is refused before anything is asked,
+    with a sentence saying what to give."""
+    for position, says in (
+        ("-1", "is negative; give 0 for the whole log"),
+        (str(2**63), "larger than any sequence the log can reach"),
+        ("ten", "is not a sequence number"),
+    ):
+        result = run([TESSERA, "revocations", "watch", "--from", position])
+
+        assert result.returncode == 2
+        assert says in result.stderr
