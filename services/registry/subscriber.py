@@ -121,7 +121,7 @@ class RevocationSubscriber:
             retrying = tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(_Broken),
                 wait=tenacity.wait_exponential_jitter(
-                    multiplier=0.05, max=self._max_backoff
+                    multiplier=0.05, max=self._max_backoff, jitter=0.1
                 ),
                 stop=tenacity.stop_when_event_set(self._stop),
                 sleep=self._pause,
