@@ -1,7 +1,7 @@
 # Conveniences around scripts/; the README's two commands need no make.
 PYTHON := .venv/bin/python
 
-.PHONY: run test test-fast lint protos
+.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts
 
 run:
 	scripts/run.sh
@@ -19,3 +19,12 @@ lint:
 
 protos:
 	$(PYTHON) scripts/gen_protos.py
+
+# Benchmarks at full size; the test run covers them at smoke size only.
+bench: bench-enforcement bench-verdicts
+
+bench-enforcement:
+	$(PYTHON) -m benchmarks.enforcement
+
+bench-verdicts:
+	$(PYTHON) -m benchmarks.verdicts

@@ -27,14 +27,19 @@ from services.issuer.server import IssuerServicer
 from services.issuer.service import Issuer
 from services.registry.cache_sync import LEASE_NAME, CacheSync
 from services.registry.client import RegistryClient
+from services.registry.revocation_bus import open_bus
 from services.registry.server import SERVICE_NAME as REGISTRY_SERVICE
 from services.registry.server import RegistryServicer
 from services.registry.store import RegistryStore
-from services.validator.revocation import RevocationChecker
+from services.registry.subscriber import RevocationSubscriber
+from services.registry.watch import RevocationWatch, WatchLimits
+from services.validator.revocation import RevocationChecker, StreamedRevocations
+from services.validator.revocation_events import RevocationEvents
 from services.validator.server import SERVICE_NAME as VALIDATOR_SERVICE
 from services.validator.server import ValidatorServicer
 from services.validator.service import Validator
 from services.validator.trust import TrustStores
+from services.validator.verdicts import VerdictCache
 from signers.api import SignerContext
 from tessera.issuer.v1 import issuer_pb2_grpc
 from tessera.registry.v1 import registry_pb2_grpc
@@ -44,6 +49,7 @@ SERVICES = ("registry", "issuer", "validator")
 _log = get_logger(__name__)
 # Who the issuer names in the audit log for what it does on its own.
 SYSTEM_ACTOR = "tessera (issuer start-up)"
+_RPC_WORKERS = 32
 
 
 @dataclasses.dataclass
@@ -51,18 +57,27 @@ class Suite:
     """Running services and what must be closed when they stop."""
 
     servers: dict[str, RunningServer] = dataclasses.field(default_factory=dict)
+    # Long-lived streams, ended before the servers stop so that a server
+    # does not wait out its grace period for them.
+    _streams: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     _closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
+    # The validator's subscription to the revocation stream, when it runs.
+    revocation_subscriber: RevocationSubscriber | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
 
     def stop(self) -> None:
-        """Stop servers first, then background jobs and connections."""
+        """End streams, stop servers, then background jobs and connections."""
+        # Subscribers (added last) go before the streams they follow end.
+        for end in reversed(self._streams):
+            end()
         for server in self.servers.values():
             server.stop()
         for close in reversed(self._closers):
             close()
         self.servers.clear()
+        self._streams.clear()
         self._closers.clear()
 
 
@@ -145,7 +160,21 @@ def _start_registry(
     sync.start(interval)
     suite._closers.append(sync.stop)
 
-    servicer = RegistryServicer(store, sync)
+    bus = open_bus(settings.redis_url, settings.registry.watch_max_subscribers)
+    suite._streams.append(bus.close)
+    heartbeat = dt.timedelta(seconds=settings.registry.watch_heartbeat_seconds)
+    watch = RevocationWatch(
+        store,
+        bus,
+        clock,
+        WatchLimits(
+            heartbeat=heartbeat,
+            max_pending=settings.registry.watch_max_pending,
+            # A subscriber that took no message for two heartbeats is gone.
+            stall_grace=heartbeat * 2,
+        ),
+    )
+    servicer = RegistryServicer(store, sync, bus, watch)
     server = start_server(
         "registry",
         settings.registry.listen,
@@ -153,6 +182,9 @@ def _start_registry(
             servicer, grpc_server
         ),
         [REGISTRY_SERVICE],
+        # Every watcher holds a thread for as long as it watches; the other
+        # calls keep threads of their own.
+        max_workers=_RPC_WORKERS + settings.registry.watch_max_subscribers,
     )
     suite.servers["registry"] = server
     return server
@@ -206,10 +238,32 @@ def _start_validator(
         dt.timedelta(seconds=settings.validator.trust_store_ttl_seconds),
         clock,
     )
-    revocation = RevocationChecker(
-        cache, registry, settings.validator.registry_timeout_seconds
+    verdicts = VerdictCache(
+        dt.timedelta(seconds=settings.validator.verdict_cache_seconds), clock.now
     )
-    servicer = ValidatorServicer(Validator(trust_stores, revocation, clock))
+    streamed = StreamedRevocations()
+    revocation = RevocationChecker(
+        cache, registry, settings.validator.registry_timeout_seconds, streamed
+    )
+    if settings.validator.revocation_stream:
+        # Resumes from its last sequence after any break.
+        subscriber = RevocationSubscriber(
+            channel,
+            RevocationEvents(streamed, trust_stores, cache, clock, verdicts),
+            start_behind=settings.validator.revocation_stream_replay_entries,
+        )
+        subscriber.start()
+        suite._streams.append(subscriber.stop)
+        suite.revocation_subscriber = subscriber
+    # Verdicts are only reused while revocation events can reach them.
+    servicer = ValidatorServicer(
+        Validator(
+            trust_stores,
+            revocation,
+            clock,
+            verdicts if settings.validator.revocation_stream else None,
+        )
+    )
     suite.servers["validator"] = start_server(
         "validator",
         settings.validator.listen,

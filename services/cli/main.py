@@ -7,6 +7,7 @@ here, on the machine that will use them, and never sent anywhere.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import ipaddress
 import json
@@ -646,6 +647,106 @@ def _audit_verify(options: argparse.Namespace) -> int:
     return 1
 
 
+# revocations ------------------------------------------------------------
+
+_MAX_SEQUENCE = 2**63 - 1
+
+
+def _sequence(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a sequence number; give a whole number such as 0 or 42"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{value} is negative; give 0 for the whole log or the last sequence seen"
+        )
+    if value > _MAX_SEQUENCE:
+        raise argparse.ArgumentTypeError(
+            f"{value} is larger than any sequence the log can reach ({_MAX_SEQUENCE})"
+        )
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return value
+
+
+class _RevocationPrinter:
+    """Prints each revocation on one line; says on stderr when it resumes."""
+
+    def __init__(self, as_json: bool, count: int | None, done: threading.Event):
+        self._as_json = as_json
+        self._left = count
+        self._done = done
+
+    def revocation(self, revocation: common_pb2.Revocation, live: bool) -> None:
+        if self._done.is_set():
+            return
+        reason = common_pb2.RevocationReason.Name(revocation.reason)
+        reason = reason.removeprefix("REVOCATION_REASON_").lower().replace("_", "-")
+        revoked_at = revocation.revocation_date.ToDatetime(tzinfo=dt.UTC).isoformat()
+        if self._as_json:
+            shown = json_format.MessageToDict(
+                revocation, preserving_proto_field_name=True
+            )
+            print(json.dumps(shown, sort_keys=True), flush=True)
+        else:
+            print(
+                f"{revocation.sequence} {revoked_at} {revocation.frontdoor or '-'} "
+                f"{revocation.issuer_key_id} {revocation.serial_number} {reason}",
+                flush=True,
+            )
+        if self._left is not None:
+            self._left -= 1
+            if self._left <= 0:
+                self._done.set()
+
+    def heartbeat(self, heartbeat: registry_pb2.WatchHeartbeat) -> None:
+        return None
+
+    def stream_broken(self, error: grpc.RpcError | None, resume_from: int) -> None:
+        if self._done.is_set():
+            return
+        why = "the registry ended it"
+        if error is not None:
+            code = getattr(error, "code", lambda: None)()
+            details = getattr(error, "details", lambda: "")() or ""
+            why = f"{code.name if code else 'error'}: {details}"
+        print(
+            f"tessera: the revocation stream broke ({why}); resuming after sequence "
+            f"{resume_from}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _revocations_watch(options: argparse.Namespace) -> int:
+    from services.registry.subscriber import RevocationSubscriber
+
+    address = _address(options, "registry")
+    options.called = ("registry", address)
+    done = threading.Event()
+    printer = _RevocationPrinter(options.json, options.count, done)
+    channel = open_channel(address, _actor())
+    subscriber = RevocationSubscriber(channel, printer, options.from_sequence)
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    subscriber.start()
+    done.wait()
+    subscriber.stop()
+    channel.close()
+    return 0
+
+
 # The parser -------------------------------------------------------------
 
 
@@ -815,6 +916,28 @@ def _parser() -> argparse.ArgumentParser:
     show_cert.add_argument("--serial")
     show_cert.add_argument("--frontdoor")
     show_cert.set_defaults(run=_cert_show)
+
+    revocations = _group(commands, "revocations", "follow the revocation log")
+    watch = revocations.add_parser(
+        "watch",
+        help="print each revocation, one line each, as the registry logs it",
+        description="Print the revocation log from a sequence on, then every new "
+        "revocation as it commits: SEQUENCE REVOCATION_DATE FRONTDOOR "
+        "ISSUER_KEY_ID SERIAL REASON. After a break it resumes where it stopped.",
+    )
+    watch.add_argument(
+        "--from",
+        dest="from_sequence",
+        type=_sequence,
+        default=0,
+        metavar="N",
+        help="start after log entry N (default 0: the whole log)",
+    )
+    watch.add_argument(
+        "--count", type=_positive, metavar="N", help="stop after N revocations"
+    )
+    watch.add_argument("--json", action="store_true", help="one JSON object a line")
+    watch.set_defaults(run=_revocations_watch)
 
     audit = _group(commands, "audit", "the hash-chained audit log")
     verify = audit.add_parser(

@@ -73,6 +73,13 @@ class RegistryConfig(_Section):
     # How often the cache sync looks at the revocation log; it also runs
     # right after each revocation this process records.
     cache_sync_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # WatchRevocations: the longest silence on a stream (a heartbeat fills
+    # it, after a look at the log's end), how many new entries a stream may
+    # have waiting before its subscriber counts as too slow and is cut off,
+    # and how many streams one registry process serves (each holds a thread).
+    watch_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
+    watch_max_pending: int = Field(default=10_000, ge=1, le=1_000_000)
+    watch_max_subscribers: int = Field(default=200, ge=1, le=10_000)
 
 
 class ValidatorConfig(_Section):
@@ -85,6 +92,18 @@ class ValidatorConfig(_Section):
     trust_store_ttl_seconds: float = Field(default=30.0, ge=0, le=3600)
     # Deadline for the registry when the cache cannot answer.
     registry_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Follow the registry's revocation stream (WatchRevocations) so that a
+    # revocation is refused as soon as it commits, even while the Redis hash
+    # of its issuer is behind. Off only for drills and tests.
+    revocation_stream: bool = True
+    # At start, follow the stream from this many entries before the log's
+    # end: older ones are in the cache (the sync copies the log within a
+    # pass) or answered by the registry.
+    revocation_stream_replay_entries: int = Field(default=10_000, ge=0)
+    # How long a "valid" verdict is reused for the same chain and frontdoor
+    # (services/validator/verdicts.py); revocation events drop it sooner.
+    # This bounds enforcement should the stream stall; 0 switches it off.
+    verdict_cache_seconds: float = Field(default=1.0, ge=0, le=60)
 
 
 class KeyPolicyConfig(_Section):

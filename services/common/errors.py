@@ -22,6 +22,7 @@ class ErrorKind(enum.Enum):
     ALREADY_EXISTS = "already_exists"
     FAILED_PRECONDITION = "failed_precondition"
     PERMISSION_DENIED = "permission_denied"
+    RESOURCE_EXHAUSTED = "resource_exhausted"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -67,6 +68,13 @@ class PermissionDenied(TesseraError):
     kind = ErrorKind.PERMISSION_DENIED
 
 
+class ResourceExhausted(TesseraError):
+    """The service will not take on more now: too many subscribers, or one too
+    slow to keep up; the caller may come back later."""
+
+    kind = ErrorKind.RESOURCE_EXHAUSTED
+
+
 class Unavailable(TesseraError):
     """A dependency (registry, Redis, database, signer) cannot be reached now."""
 
@@ -87,6 +95,7 @@ ERROR_CLASSES: dict[ErrorKind, type[TesseraError]] = {
         AlreadyExists,
         PolicyRefusal,
         PermissionDenied,
+        ResourceExhausted,
         Unavailable,
         RemoteInternal,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.common.config import ConfigError
 
@@ -29,8 +29,23 @@ VERDICTS = Counter(
 )
 REVOCATION_LOOKUPS = Counter(
     "tessera_revocation_lookups_total",
-    "How the validator established revocation status: cache, registry, or unknown.",
+    "How the validator established revocation status: stream, cache, registry, or "
+    "unknown.",
     ["source"],
+)
+REVOCATION_WATCHERS = Gauge(
+    "tessera_revocation_watchers",
+    "WatchRevocations streams this registry process serves now.",
+)
+REVOCATION_ENFORCEMENT = Histogram(
+    "tessera_revocation_enforcement_seconds",
+    "From a revocation's revocation_date to the moment this validator applied it "
+    "from the revocation stream and refuses the certificate.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+REVOCATION_STREAM_SEQUENCE = Gauge(
+    "tessera_revocation_stream_sequence",
+    "The last revocation-log sequence this validator applied from the stream.",
 )
 
 

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import grpc
 
 from services.common.certificate_facts import from_timestamp
 from services.common.errors import InvalidArgument
+from services.common.logging import get_logger
 from services.registry.cache_sync import CacheSync
+from services.registry.revocation_bus import BusUnavailable, RevocationBus
 from services.registry.store import CertificateSelector, RegistryStore
+from services.registry.watch import RevocationWatch
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
 
 SERVICE_NAME = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name
+_log = get_logger(__name__)
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """Translates RegistryService calls to the store."""
 
-    def __init__(self, store: RegistryStore, cache_sync: CacheSync | None) -> None:
+    def __init__(
+        self,
+        store: RegistryStore,
+        cache_sync: CacheSync | None,
+        bus: RevocationBus,
+        watch: RevocationWatch,
+    ) -> None:
         self._store = store
         self._cache_sync = cache_sync
+        self._bus = bus
+        self._watch = watch
 
     def RegisterFrontdoor(
         self,
@@ -125,6 +139,17 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         revocation = self._store.record_revocation(
             selector, request.reason, invalidity_date
         )
+        # The entry is committed; tell every registry's watchers now. Should
+        # the bus fail, the streams find the entry at their next heartbeat.
+        try:
+            self._bus.publish(revocation)
+        except BusUnavailable as error:
+            _log.warning(
+                "revocation recorded but not announced to watchers; they read it "
+                "from the log at their next heartbeat",
+                sequence=revocation.sequence,
+                error=error.message,
+            )
         if self._cache_sync is not None:
             self._cache_sync.wake()
         return revocation
@@ -149,3 +174,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return self._store.revocation_status(
             request.issuer_key_id, request.serial_number
         )
+
+    def WatchRevocations(
+        self,
+        request: registry_pb2.WatchRevocationsRequest,
+        context: grpc.ServicerContext,
+    ) -> Iterator[registry_pb2.RevocationEvent]:
+        yield from self._watch.stream(request.from_sequence, context)

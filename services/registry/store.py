@@ -450,6 +450,22 @@ class RegistryStore:
         with self._database.reading() as session:
             return _last_sequence(session)
 
+    def revocations_after(
+        self, after_sequence: int, limit: int, up_to: int | None = None
+    ) -> list[common_pb2.Revocation]:
+        """Up to ``limit`` log entries after ``after_sequence`` (and at most
+        ``up_to``), in order, as WatchRevocations sends them."""
+        with self._database.reading() as session:
+            statement = sa.select(RevocationRow).where(
+                RevocationRow.sequence > after_sequence
+            )
+            if up_to is not None:
+                statement = statement.where(RevocationRow.sequence <= up_to)
+            rows = session.scalars(
+                statement.order_by(RevocationRow.sequence).limit(limit)
+            ).all()
+            return [_revocation_message(row) for row in rows]
+
     def log_entries(
         self, after_sequence: int, up_to: int, limit: int
     ) -> list[LogEntry]:

@@ -16,6 +16,7 @@ from services.common.revocation_reasons import rfc_name
 from services.validator.chain import OK, UNTRUSTED_ISSUER, issued_by
 from services.validator.revocation import RevocationChecker, Status
 from services.validator.trust import FrontdoorTrust, TrustStores, WithdrawnAnchor
+from services.validator.verdicts import VerdictCache
 from tessera.common.v1 import common_pb2
 from tessera.validator.v1 import validator_pb2
 
@@ -28,11 +29,16 @@ class Validator:
     """Validates client certificate chains for frontdoors."""
 
     def __init__(
-        self, trust_stores: TrustStores, revocation: RevocationChecker, clock: Clock
+        self,
+        trust_stores: TrustStores,
+        revocation: RevocationChecker,
+        clock: Clock,
+        verdicts: VerdictCache | None = None,
     ) -> None:
         self._trust_stores = trust_stores
         self._revocation = revocation
         self._clock = clock
+        self._verdicts = verdicts
 
     def validate(
         self, chain: Sequence[bytes], frontdoor: str
@@ -53,7 +59,13 @@ class Validator:
                 "frontdoor is empty; name the frontdoor to validate for"
             )
 
-        verdict = self._verdict(chain, frontdoor)
+        verdict = None
+        generation = 0
+        if self._verdicts is not None:
+            generation = self._verdicts.generation()
+            verdict = self._verdicts.get(frontdoor, chain)
+        if verdict is None:
+            verdict = self._verdict(chain, frontdoor, generation)
         metrics.VERDICTS.labels(
             frontdoor=frontdoor if verdict.reasons[0] != _FRONTDOOR_UNKNOWN else "",
             reason=common_pb2.ValidationReason.Name(verdict.reasons[0]),
@@ -61,7 +73,7 @@ class Validator:
         return verdict
 
     def _verdict(
-        self, chain: Sequence[bytes], frontdoor: str
+        self, chain: Sequence[bytes], frontdoor: str, generation: int
     ) -> validator_pb2.ValidationVerdict:
         # Step 1: parse what the client presented.
         certificates = []
@@ -99,14 +111,18 @@ class Validator:
             return _refusal(path.reasons, path.message, identity)
 
         # Step 4: revocation of every certificate of the path Tessera issued.
-        return self._check_revocation(path.chain, trust, identity)
+        verdict, proven = self._check_revocation(path.chain, trust, identity)
+        if proven and self._verdicts is not None:
+            self._verdicts.put(frontdoor, chain, verdict, path.chain, generation)
+        return verdict
 
     def _check_revocation(
         self,
         path: Sequence[x509.Certificate],
         trust: FrontdoorTrust,
         identity: validator_pb2.ClientIdentity,
-    ) -> validator_pb2.ValidationVerdict:
+    ) -> tuple[validator_pb2.ValidationVerdict, bool]:
+        """The verdict, and whether every revocation status was proven."""
         unknown = []
         for certificate in _issued_by_tessera(path, trust):
             issuer_key_id = identifiers.authority_key_id(certificate) or ""
@@ -124,7 +140,7 @@ class Validator:
                     identity,
                 )
                 verdict.revocation.CopyFrom(answer.revocation)
-                return verdict
+                return verdict, True
             if answer.status is Status.UNKNOWN:
                 unknown.append(f"{what}: {answer.source}")
 
@@ -139,20 +155,20 @@ class Validator:
                     "revocation status is unknown and the frontdoor fails closed; "
                     + "; ".join(unknown),
                     identity,
-                )
+                ), False
             return validator_pb2.ValidationVerdict(
                 valid=True,
                 reasons=[OK],
                 message="valid, but revocation status is unknown and the frontdoor "
                 "fails open; " + "; ".join(unknown),
                 identity=identity,
-            )
+            ), False
         return validator_pb2.ValidationVerdict(
             valid=True,
             reasons=[OK],
             message="the certificate is valid",
             identity=identity,
-        )
+        ), True
 
 
 _FRONTDOOR_UNKNOWN = common_pb2.VALIDATION_REASON_FRONTDOOR_UNKNOWN

@@ -1,6 +1,8 @@
 """Frontdoor trust stores as the validator holds them: fetched from the
 registry and reused for a short time, so the hot path rarely leaves the
-process."""
+process. A revocation of one of a frontdoor's anchors, heard on the
+revocation stream, drops that frontdoor's store at once (DESIGN, "Trust
+anchors")."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import threading
 
 from cryptography import x509
 
+from services.common import identifiers
 from services.common.clock import Clock
 from services.common.errors import NotFound, TesseraError
 from services.registry.client import RegistryClient
@@ -44,6 +47,9 @@ class FrontdoorTrust:
     withdrawn: tuple[WithdrawnAnchor, ...]
     revocation: common_pb2.RevocationPolicy
     fetched_at: dt.datetime
+    # (issuer key id, serial number) of every usable anchor, to recognise a
+    # revocation of one of them.
+    anchor_serials: frozenset[tuple[str, str]] = frozenset()
 
 
 class TrustStores:
@@ -92,6 +98,20 @@ class TrustStores:
             else:
                 self._stores.pop(frontdoor, None)
 
+    def forget_revoked_anchor(self, issuer_key_id: str, serial_number: str) -> bool:
+        """Drop every trust store that holds this certificate as an anchor;
+        whether one did."""
+        anchor = (issuer_key_id, serial_number)
+        with self._lock:
+            holding = [
+                name
+                for name, trust in self._stores.items()
+                if anchor in trust.anchor_serials
+            ]
+            for name in holding:
+                del self._stores[name]
+        return bool(holding)
+
 
 def _frontdoor_trust(
     store: registry_pb2.TrustStore, now: dt.datetime
@@ -117,4 +137,11 @@ def _frontdoor_trust(
         ),
         revocation=store.revocation,
         fetched_at=now,
+        anchor_serials=frozenset(
+            (
+                identifiers.authority_key_id(certificate) or "",
+                identifiers.format_serial(certificate.serial_number),
+            )
+            for certificate in certificates
+        ),
     )

@@ -94,7 +94,7 @@ class Installation:
 
 
 @contextlib.contextmanager
-def installed(data_dir: Path) -> Iterator[Installation]:
+def installed(data_dir: Path, revocation_stream: bool = True) -> Iterator[Installation]:
     """A suite whose validator keeps trust stores for an hour and whose
     cache sync runs only when a revocation wakes it, so what the validator
     holds changes only when a test makes it change; with the frontdoor
@@ -102,7 +102,10 @@ def installed(data_dir: Path) -> Iterator[Installation]:
     settings = suite_settings(
         data_dir,
         registry={"cache_sync_interval_seconds": 3600},
-        validator={"trust_store_ttl_seconds": 3600},
+        validator={
+            "trust_store_ttl_seconds": 3600,
+            "revocation_stream": revocation_stream,
+        },
     )
     cache = MemoryRevocationCache()
     suite = start_suite(settings, cache=cache)
@@ -535,9 +538,40 @@ def _intermediate_fingerprint(clients: Clients, frontdoor: str) -> tuple[str, st
     return _sha256(der), format(serial, "x")
 
 
-def test_certificate_of_a_revoked_intermediate_is_revoked(clients: Clients) -> None:
-    """The validator holds the frontdoor's trust store from before the
-    revocation and checks the intermediate's revocation like a client's."""
+def test_revoked_intermediate_drops_the_frontdoor_trust_store_at_once(
+    clients: Clients,
+) -> None:
+    """The validator holds the frontdoor's trust store for an hour, yet the
+    intermediate's revocation, heard on the revocation stream, drops it at
+    once: the verdict names the withdrawn issuing CA and its revocation."""
+    clients.create_frontdoor("compromised-now")
+    issued = clients.issue("compromised-now")
+    assert clients.validate([issued.certificate], "compromised-now").valid
+    fingerprint, serial_number = _intermediate_fingerprint(clients, "compromised-now")
+    key_id = issued.record.issuer_key_id
+
+    clients.revoke(fingerprint, common_pb2.REVOCATION_REASON_CA_COMPROMISE)
+
+    def names_the_withdrawn_anchor() -> bool:
+        verdict = clients.validate([issued.certificate], "compromised-now")
+        assert not verdict.valid
+        assert list(verdict.reasons) == [REVOKED]
+        return f"issuing CA {key_id} was revoked" in verdict.message
+
+    assert eventually(names_the_withdrawn_anchor, timeout=5)
+    verdict = clients.validate([issued.certificate], "compromised-now")
+    assert verdict.revocation.serial_number == serial_number
+
+
+def test_certificate_of_a_revoked_intermediate_is_revoked(tmp_path: Path) -> None:
+    """A validator that holds the frontdoor's trust store from before the
+    revocation (here: one that does not follow the revocation stream)
+    checks the intermediate's revocation like a client's."""
+    with installed(tmp_path / "data", revocation_stream=False) as installation:
+        _refuses_under_a_revoked_intermediate(installation.clients)
+
+
+def _refuses_under_a_revoked_intermediate(clients: Clients) -> None:
     clients.create_frontdoor("compromised")
     issued = clients.issue("compromised")
     assert clients.validate([issued.certificate], "compromised").valid

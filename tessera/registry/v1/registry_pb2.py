@@ -22,56 +22,63 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tessera.common.v1 import common_pb2 as tessera_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tessera/registry/v1/registry.proto\x12\x13tessera.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etessera/common/v1/common.proto\"v\n\x18RegisterFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12\x14\n\x0cintermediate\x18\x03 \x01(\x0c\"#\n\x13GetFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15ListFrontdoorsRequest\"J\n\x16ListFrontdoorsResponse\x12\x30\n\nfrontdoors\x18\x01 \x03(\x0b\x32\x1c.tessera.common.v1.Frontdoor\"\x97\x01\n\x1eUpdateFrontdoorSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\")\n\x14GetTrustStoreRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\"\xc8\x01\n\nTrustStore\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x31\n\x07\x61nchors\x18\x02 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\x12\x37\n\nrevocation\x18\x03 \x01(\x0b\x32#.tessera.common.v1.RevocationPolicy\x12;\n\x11withdrawn_anchors\x18\x04 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\"\xa3\x02\n\x0bTrustAnchor\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.tessera.registry.v1.TrustAnchor.Kind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x15\n\rissuer_key_id\x18\x04 \x01(\t\x12\x34\n\x06status\x18\x05 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x31\n\nrevocation\x18\x06 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\":\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18KIND_ISSUED_INTERMEDIATE\x10\x01\"\x82\x01\n\x18RecordCertificateRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x11\n\tfrontdoor\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x04kind\x18\x04 \x01(\x0e\x32\".tessera.common.v1.CertificateKind\"\xbd\x01\n\x15GetCertificateRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x35\n\x06serial\x18\x02 \x01(\x0b\x32#.tessera.registry.v1.SerialInIssuerH\x00\x12@\n\x10\x66rontdoor_serial\x18\x03 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x42\r\n\x0b\x63\x65rtificate\">\n\x0eSerialInIssuer\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"\x89\x01\n\x17ListCertificatesRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"o\n\x18ListCertificatesResponse\x12:\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0b\x32$.tessera.common.v1.CertificateRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe8\x01\n\x17RecordRevocationRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x36\n\x06serial\x18\x02 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x12\x33\n\x06reason\x18\x03 \x01(\x0e\x32#.tessera.common.v1.RevocationReason\x12\x33\n\x0finvalidity_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b\x63\x65rtificate\"?\n\x16ListRevocationsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"d\n\x17ListRevocationsResponse\x12\x32\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"J\n\x1aGetRevocationStatusRequest\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"t\n\x10RevocationStatus\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\x12\x31\n\nrevocation\x18\x02 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x1c\n\x14\x63omplete_to_sequence\x18\x03 \x01(\x04\x32\xfe\x08\n\x0fRegistryService\x12`\n\x11RegisterFrontdoor\x12-.tessera.registry.v1.RegisterFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12V\n\x0cGetFrontdoor\x12(.tessera.registry.v1.GetFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12i\n\x0eListFrontdoors\x12*.tessera.registry.v1.ListFrontdoorsRequest\x1a+.tessera.registry.v1.ListFrontdoorsResponse\x12l\n\x17UpdateFrontdoorSettings\x12\x33.tessera.registry.v1.UpdateFrontdoorSettingsRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12[\n\rGetTrustStore\x12).tessera.registry.v1.GetTrustStoreRequest\x1a\x1f.tessera.registry.v1.TrustStore\x12h\n\x11RecordCertificate\x12-.tessera.registry.v1.RecordCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12\x62\n\x0eGetCertificate\x12*.tessera.registry.v1.GetCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12o\n\x10ListCertificates\x12,.tessera.registry.v1.ListCertificatesRequest\x1a-.tessera.registry.v1.ListCertificatesResponse\x12_\n\x10RecordRevocation\x12,.tessera.registry.v1.RecordRevocationRequest\x1a\x1d.tessera.common.v1.Revocation\x12l\n\x0fListRevocations\x12+.tessera.registry.v1.ListRevocationsRequest\x1a,.tessera.registry.v1.ListRevocationsResponse\x12m\n\x13GetRevocationStatus\x12/.tessera.registry.v1.GetRevocationStatusRequest\x1a%.tessera.registry.v1.RevocationStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"tessera/registry/v1/registry.proto\x12\x13tessera.registry.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etessera/common/v1/common.proto\"v\n\x18RegisterFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12\x14\n\x0cintermediate\x18\x03 \x01(\x0c\"#\n\x13GetFrontdoorRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x17\n\x15ListFrontdoorsRequest\"J\n\x16ListFrontdoorsResponse\x12\x30\n\nfrontdoors\x18\x01 \x03(\x0b\x32\x1c.tessera.common.v1.Frontdoor\"\x97\x01\n\x1eUpdateFrontdoorSettingsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x36\n\x08settings\x18\x02 \x01(\x0b\x32$.tessera.common.v1.FrontdoorSettings\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\")\n\x14GetTrustStoreRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\"\xc8\x01\n\nTrustStore\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x31\n\x07\x61nchors\x18\x02 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\x12\x37\n\nrevocation\x18\x03 \x01(\x0b\x32#.tessera.common.v1.RevocationPolicy\x12;\n\x11withdrawn_anchors\x18\x04 \x03(\x0b\x32 .tessera.registry.v1.TrustAnchor\"\xa3\x02\n\x0bTrustAnchor\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x33\n\x04kind\x18\x02 \x01(\x0e\x32%.tessera.registry.v1.TrustAnchor.Kind\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x15\n\rissuer_key_id\x18\x04 \x01(\t\x12\x34\n\x06status\x18\x05 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x31\n\nrevocation\x18\x06 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\":\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18KIND_ISSUED_INTERMEDIATE\x10\x01\"\x82\x01\n\x18RecordCertificateRequest\x12\x13\n\x0b\x63\x65rtificate\x18\x01 \x01(\x0c\x12\x11\n\tfrontdoor\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x30\n\x04kind\x18\x04 \x01(\x0e\x32\".tessera.common.v1.CertificateKind\"\xbd\x01\n\x15GetCertificateRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x35\n\x06serial\x18\x02 \x01(\x0b\x32#.tessera.registry.v1.SerialInIssuerH\x00\x12@\n\x10\x66rontdoor_serial\x18\x03 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x42\r\n\x0b\x63\x65rtificate\">\n\x0eSerialInIssuer\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"\x89\x01\n\x17ListCertificatesRequest\x12\x11\n\tfrontdoor\x18\x01 \x01(\t\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.tessera.common.v1.CertificateStatus\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"o\n\x18ListCertificatesResponse\x12:\n\x0c\x63\x65rtificates\x18\x01 \x03(\x0b\x32$.tessera.common.v1.CertificateRecord\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xe8\x01\n\x17RecordRevocationRequest\x12\x1c\n\x12\x66ingerprint_sha256\x18\x01 \x01(\tH\x00\x12\x36\n\x06serial\x18\x02 \x01(\x0b\x32$.tessera.common.v1.SerialInFrontdoorH\x00\x12\x33\n\x06reason\x18\x03 \x01(\x0e\x32#.tessera.common.v1.RevocationReason\x12\x33\n\x0finvalidity_date\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b\x63\x65rtificate\"?\n\x16ListRevocationsRequest\x12\x16\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"d\n\x17ListRevocationsResponse\x12\x32\n\x0brevocations\x18\x01 \x03(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"J\n\x1aGetRevocationStatusRequest\x12\x15\n\rissuer_key_id\x18\x01 \x01(\t\x12\x15\n\rserial_number\x18\x02 \x01(\t\"t\n\x10RevocationStatus\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\x12\x31\n\nrevocation\x18\x02 \x01(\x0b\x32\x1d.tessera.common.v1.Revocation\x12\x1c\n\x14\x63omplete_to_sequence\x18\x03 \x01(\x04\"0\n\x17WatchRevocationsRequest\x12\x15\n\rfrom_sequence\x18\x01 \x01(\x04\"\x89\x01\n\x0fRevocationEvent\x12\x33\n\nrevocation\x18\x01 \x01(\x0b\x32\x1d.tessera.common.v1.RevocationH\x00\x12\x38\n\theartbeat\x18\x02 \x01(\x0b\x32#.tessera.registry.v1.WatchHeartbeatH\x00\x42\x07\n\x05\x65vent\"\x81\x01\n\x0eWatchHeartbeat\x12\x15\n\rlast_sequence\x18\x01 \x01(\x04\x12+\n\x08interval\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12+\n\x07sent_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xe8\t\n\x0fRegistryService\x12`\n\x11RegisterFrontdoor\x12-.tessera.registry.v1.RegisterFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12V\n\x0cGetFrontdoor\x12(.tessera.registry.v1.GetFrontdoorRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12i\n\x0eListFrontdoors\x12*.tessera.registry.v1.ListFrontdoorsRequest\x1a+.tessera.registry.v1.ListFrontdoorsResponse\x12l\n\x17UpdateFrontdoorSettings\x12\x33.tessera.registry.v1.UpdateFrontdoorSettingsRequest\x1a\x1c.tessera.common.v1.Frontdoor\x12[\n\rGetTrustStore\x12).tessera.registry.v1.GetTrustStoreRequest\x1a\x1f.tessera.registry.v1.TrustStore\x12h\n\x11RecordCertificate\x12-.tessera.registry.v1.RecordCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12\x62\n\x0eGetCertificate\x12*.tessera.registry.v1.GetCertificateRequest\x1a$.tessera.common.v1.CertificateRecord\x12o\n\x10ListCertificates\x12,.tessera.registry.v1.ListCertificatesRequest\x1a-.tessera.registry.v1.ListCertificatesResponse\x12_\n\x10RecordRevocation\x12,.tessera.registry.v1.RecordRevocationRequest\x1a\x1d.tessera.common.v1.Revocation\x12l\n\x0fListRevocations\x12+.tessera.registry.v1.ListRevocationsRequest\x1a,.tessera.registry.v1.ListRevocationsResponse\x12m\n\x13GetRevocationStatus\x12/.tessera.registry.v1.GetRevocationStatusRequest\x1a%.tessera.registry.v1.RevocationStatus\x12h\n\x10WatchRevocations\x12,.tessera.registry.v1.WatchRevocationsRequest\x1a$.tessera.registry.v1.RevocationEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tessera.registry.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTERFRONTDOORREQUEST']._serialized_start=158
-  _globals['_REGISTERFRONTDOORREQUEST']._serialized_end=276
-  _globals['_GETFRONTDOORREQUEST']._serialized_start=278
-  _globals['_GETFRONTDOORREQUEST']._serialized_end=313
-  _globals['_LISTFRONTDOORSREQUEST']._serialized_start=315
-  _globals['_LISTFRONTDOORSREQUEST']._serialized_end=338
-  _globals['_LISTFRONTDOORSRESPONSE']._serialized_start=340
-  _globals['_LISTFRONTDOORSRESPONSE']._serialized_end=414
-  _globals['_UPDATEFRONTDOORSETTINGSREQUEST']._serialized_start=417
-  _globals['_UPDATEFRONTDOORSETTINGSREQUEST']._serialized_end=568
-  _globals['_GETTRUSTSTOREREQUEST']._serialized_start=570
-  _globals['_GETTRUSTSTOREREQUEST']._serialized_end=611
-  _globals['_TRUSTSTORE']._serialized_start=614
-  _globals['_TRUSTSTORE']._serialized_end=814
-  _globals['_TRUSTANCHOR']._serialized_start=817
-  _globals['_TRUSTANCHOR']._serialized_end=1108
-  _globals['_TRUSTANCHOR_KIND']._serialized_start=1050
-  _globals['_TRUSTANCHOR_KIND']._serialized_end=1108
-  _globals['_RECORDCERTIFICATEREQUEST']._serialized_start=1111
-  _globals['_RECORDCERTIFICATEREQUEST']._serialized_end=1241
-  _globals['_GETCERTIFICATEREQUEST']._serialized_start=1244
-  _globals['_GETCERTIFICATEREQUEST']._serialized_end=1433
-  _globals['_SERIALINISSUER']._serialized_start=1435
-  _globals['_SERIALINISSUER']._serialized_end=1497
-  _globals['_LISTCERTIFICATESREQUEST']._serialized_start=1500
-  _globals['_LISTCERTIFICATESREQUEST']._serialized_end=1637
-  _globals['_LISTCERTIFICATESRESPONSE']._serialized_start=1639
-  _globals['_LISTCERTIFICATESRESPONSE']._serialized_end=1750
-  _globals['_RECORDREVOCATIONREQUEST']._serialized_start=1753
-  _globals['_RECORDREVOCATIONREQUEST']._serialized_end=1985
-  _globals['_LISTREVOCATIONSREQUEST']._serialized_start=1987
-  _globals['_LISTREVOCATIONSREQUEST']._serialized_end=2050
-  _globals['_LISTREVOCATIONSRESPONSE']._serialized_start=2052
-  _globals['_LISTREVOCATIONSRESPONSE']._serialized_end=2152
-  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_start=2154
-  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_end=2228
-  _globals['_REVOCATIONSTATUS']._serialized_start=2230
-  _globals['_REVOCATIONSTATUS']._serialized_end=2346
-  _globals['_REGISTRYSERVICE']._serialized_start=2349
-  _globals['_REGISTRYSERVICE']._serialized_end=3499
+  _globals['_REGISTERFRONTDOORREQUEST']._serialized_start=190
+  _globals['_REGISTERFRONTDOORREQUEST']._serialized_end=308
+  _globals['_GETFRONTDOORREQUEST']._serialized_start=310
+  _globals['_GETFRONTDOORREQUEST']._serialized_end=345
+  _globals['_LISTFRONTDOORSREQUEST']._serialized_start=347
+  _globals['_LISTFRONTDOORSREQUEST']._serialized_end=370
+  _globals['_LISTFRONTDOORSRESPONSE']._serialized_start=372
+  _globals['_LISTFRONTDOORSRESPONSE']._serialized_end=446
+  _globals['_UPDATEFRONTDOORSETTINGSREQUEST']._serialized_start=449
+  _globals['_UPDATEFRONTDOORSETTINGSREQUEST']._serialized_end=600
+  _globals['_GETTRUSTSTOREREQUEST']._serialized_start=602
+  _globals['_GETTRUSTSTOREREQUEST']._serialized_end=643
+  _globals['_TRUSTSTORE']._serialized_start=646
+  _globals['_TRUSTSTORE']._serialized_end=846
+  _globals['_TRUSTANCHOR']._serialized_start=849
+  _globals['_TRUSTANCHOR']._serialized_end=1140
+  _globals['_TRUSTANCHOR_KIND']._serialized_start=1082
+  _globals['_TRUSTANCHOR_KIND']._serialized_end=1140
+  _globals['_RECORDCERTIFICATEREQUEST']._serialized_start=1143
+  _globals['_RECORDCERTIFICATEREQUEST']._serialized_end=1273
+  _globals['_GETCERTIFICATEREQUEST']._serialized_start=1276
+  _globals['_GETCERTIFICATEREQUEST']._serialized_end=1465
+  _globals['_SERIALINISSUER']._serialized_start=1467
+  _globals['_SERIALINISSUER']._serialized_end=1529
+  _globals['_LISTCERTIFICATESREQUEST']._serialized_start=1532
+  _globals['_LISTCERTIFICATESREQUEST']._serialized_end=1669
+  _globals['_LISTCERTIFICATESRESPONSE']._serialized_start=1671
+  _globals['_LISTCERTIFICATESRESPONSE']._serialized_end=1782
+  _globals['_RECORDREVOCATIONREQUEST']._serialized_start=1785
+  _globals['_RECORDREVOCATIONREQUEST']._serialized_end=2017
+  _globals['_LISTREVOCATIONSREQUEST']._serialized_start=2019
+  _globals['_LISTREVOCATIONSREQUEST']._serialized_end=2082
+  _globals['_LISTREVOCATIONSRESPONSE']._serialized_start=2084
+  _globals['_LISTREVOCATIONSRESPONSE']._serialized_end=2184
+  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_start=2186
+  _globals['_GETREVOCATIONSTATUSREQUEST']._serialized_end=2260
+  _globals['_REVOCATIONSTATUS']._serialized_start=2262
+  _globals['_REVOCATIONSTATUS']._serialized_end=2378
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=2380
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=2428
+  _globals['_REVOCATIONEVENT']._serialized_start=2431
+  _globals['_REVOCATIONEVENT']._serialized_end=2568
+  _globals['_WATCHHEARTBEAT']._serialized_start=2571
+  _globals['_WATCHHEARTBEAT']._serialized_end=2700
+  _globals['_REGISTRYSERVICE']._serialized_start=2703
+  _globals['_REGISTRYSERVICE']._serialized_end=3959
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tessera.common.v1 import common_pb2 as _common_pb2
@@ -183,3 +184,27 @@ class RevocationStatus(_message.Message):
     revocation: _common_pb2.Revocation
     complete_to_sequence: int
     def __init__(self, revoked: _Optional[bool] = ..., revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ..., complete_to_sequence: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ("from_sequence",)
+    FROM_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    from_sequence: int
+    def __init__(self, from_sequence: _Optional[int] = ...) -> None: ...
+
+class RevocationEvent(_message.Message):
+    __slots__ = ("revocation", "heartbeat")
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    revocation: _common_pb2.Revocation
+    heartbeat: WatchHeartbeat
+    def __init__(self, revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ..., heartbeat: _Optional[_Union[WatchHeartbeat, _Mapping]] = ...) -> None: ...
+
+class WatchHeartbeat(_message.Message):
+    __slots__ = ("last_sequence", "interval", "sent_at")
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SENT_AT_FIELD_NUMBER: _ClassVar[int]
+    last_sequence: int
+    interval: _duration_pb2.Duration
+    sent_at: _timestamp_pb2.Timestamp
+    def __init__(self, last_sequence: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -90,6 +90,11 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationStatus.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/tessera.registry.v1.RegistryService/WatchRevocations',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationEvent.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -171,6 +176,18 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """Streams the revocation log: first every entry after from_sequence, in
+        order, then each new entry as it commits, without gaps or repeats, with
+        heartbeats in between. Validators, proxies and sidecars subscribe here
+        and resume after a reconnect from the last sequence they applied. A
+        subscriber that falls too far behind is cut off with RESOURCE_EXHAUSTED
+        and resumes the same way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +245,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetRevocationStatus,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationStatus.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -527,6 +549,33 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/GetRevocationStatus',
             tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/WatchRevocations',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Benchmarks of Tessera run as separate processes; see enforcement.py."""

@@ -1,0 +1,35 @@
+"""The benchmarks at smoke size, so that they keep working; the figures
+that count come from the full-size runs (make bench)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import enforcement, verdicts
+
+pytestmark = [pytest.mark.benchmark, pytest.mark.slow]
+
+
+def test_enforcement_benchmark_runs_and_both_validators_refuse_in_time(
+    clean_redis: str,
+) -> None:
+    """Five revocations: each validator process refuses each certificate
+    within a generous 5 s, and both applied every entry from the stream."""
+    report = enforcement.run(revocations=5, redis_url=clean_redis)
+
+    assert report.worst() <= 5.0, report.text()
+    for latencies in report.from_return.values():
+        assert len(latencies) == 5
+    assert len(report.stream_delivery) == 5
+    for count, _ in report.histograms.values():
+        assert count >= 5
+
+
+def test_verdict_benchmark_runs_both_series(clean_redis: str) -> None:
+    """Fifty calls with and without the verdict cache; the cached series is
+    not slower (a generous check: the figures come from full-size runs)."""
+    uncached, cached = verdicts.run(calls=50, redis_url=clean_redis)
+
+    assert uncached.verdict_cache_seconds == 0
+    assert cached.verdict_cache_seconds == 1
+    assert cached.median < uncached.median * 2
