@@ -36,7 +36,6 @@ from services.common.errors import Unavailable
 MARKER_FIELD = "~complete"
 REBUILD_FIELD = "~rebuild"
 KEY_PREFIX = "tessera:revocations:"
-EVENT_CHANNEL = "tessera:events:revocations"
 
 
 class CacheUnavailable(Unavailable):
@@ -105,7 +104,11 @@ class RevocationCache(abc.ABC):
     def put_fast_path(
         self, issuer_key_id: str, serial_number: str, revocation: CachedRevocation
     ) -> None:
-        """Record a committed revocation at once and announce it; no marker change."""
+        """Record a committed revocation at once; the marker is left alone.
+
+        The event that tells other processes (DESIGN step 2) is published by
+        the registry right after the commit, on the revocation bus.
+        """
 
     @abc.abstractmethod
     def markers(self, issuer_key_ids: Iterable[str]) -> dict[str, int | None]:
@@ -291,14 +294,10 @@ class RedisRevocationCache(RevocationCache):
     def put_fast_path(
         self, issuer_key_id: str, serial_number: str, revocation: CachedRevocation
     ) -> None:
-        event = f"{issuer_key_id}:{serial_number}:{revocation.encode()}"
         try:
-            with self._client.pipeline(transaction=True) as pipeline:
-                pipeline.hset(
-                    self._key(issuer_key_id), serial_number, revocation.encode()
-                )
-                pipeline.publish(EVENT_CHANNEL, event)
-                pipeline.execute()
+            self._client.hset(
+                self._key(issuer_key_id), serial_number, revocation.encode()
+            )
         except redis.RedisError as error:
             raise CacheUnavailable(f"Redis cannot be reached: {error}") from error
 

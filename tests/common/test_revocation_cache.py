@@ -14,7 +14,6 @@ import pytest
 import redis
 
 from services.common.revocation_cache import (
-    EVENT_CHANNEL,
     KEY_PREFIX,
     MARKER_FIELD,
     CachedRevocation,
@@ -159,35 +158,6 @@ def test_fast_path_entry_does_not_satisfy_begin_rebuild(
     subject.cache.put_fast_path(ISSUER, "1f", revocation(1))
 
     assert subject.cache.begin_rebuild(ISSUER) is not None
-
-
-def test_fast_path_publishes_an_event(clean_redis: str) -> None:
-    """Validators learn of a revocation through EVENT_CHANNEL at once."""
-    listener = redis.Redis.from_url(clean_redis, decode_responses=True)
-    pubsub = listener.pubsub()
-    pubsub.subscribe(EVENT_CHANNEL)
-    confirmation = pubsub.get_message(timeout=5)
-    assert confirmation is not None
-    assert confirmation["type"] == "subscribe"
-    cache = RedisRevocationCache(clean_redis)
-    entry = CachedRevocation(
-        sequence=12,
-        reason=1,
-        revocation_date=REVOKED_AT,
-        invalidity_date=REVOKED_AT - dt.timedelta(days=1),
-    )
-    try:
-        cache.put_fast_path(ISSUER, "1f", entry)
-
-        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
-    finally:
-        cache.close()
-        pubsub.close()
-        listener.close()
-
-    assert message is not None
-    assert message["channel"] == EVENT_CHANNEL
-    assert message["data"] == f"{ISSUER}:1f:{entry.encode()}"
 
 
 # Advance: compare-and-set ---------------------------------------------------
