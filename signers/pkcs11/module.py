@@ -13,13 +13,18 @@ Login state belongs to the application and token, not to a session
 process is, and logging in again answers CKR_USER_ALREADY_LOGGED_IN. The
 module therefore opens sessions without a PIN and logs them in here, taking
 "already logged in" as success, and never logs out, because ``C_Logout``
-would log out every other session too.
+would log out every other session too. A token that is already logged in
+does not check a PIN again, so the module remembers a digest of the PIN
+that logged it in and refuses a signer configured with a different one;
+otherwise a wrong PIN would go unnoticed until the next restart.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -141,6 +146,8 @@ class Module:
         self.thread_safe = True
         # Counts re-initialisations; a session from an older one is dead.
         self.generation = 0
+        # Per token serial, the SHA-256 of the PIN this process logged in with.
+        self._logins: dict[str, bytes] = {}
         self._initialize_for_threads(already_initialized=True)
 
     @classmethod
@@ -183,6 +190,7 @@ class Module:
                     f"(CKR 0x{result:X})"
                 )
             self.generation += 1
+            self._logins.clear()
 
     def reinitialize(self) -> None:
         """Finalise and initialise the module again, as after a restart of
@@ -239,13 +247,26 @@ class Module:
 
     def login(self, session: pkcs11.Session, pin: str, name: str) -> None:
         """Log the application in to the session's token; already logged in
-        is success. Errors never contain the PIN."""
+        (with the same PIN) is success. Errors never contain the PIN."""
         secret = pin.encode()
+        digest = hashlib.sha256(secret).digest()
+        serial = _serial_text(session.token.serial)
         # python-pkcs11 exposes the session handle, but its stubs omit it.
         handle: int = session.handle  # type: ignore[attr-defined]
-        result = self._functions.C_Login(handle, _CKU_USER, secret, len(secret))
-        if result in (_CKR_OK, _CKR_USER_ALREADY_LOGGED_IN):
-            return
+        with self._lock:
+            result = self._functions.C_Login(handle, _CKU_USER, secret, len(secret))
+            if result == _CKR_OK:
+                self._logins[serial] = digest
+                return
+            if result == _CKR_USER_ALREADY_LOGGED_IN:
+                known = self._logins.get(serial)
+                if known is not None and not hmac.compare_digest(known, digest):
+                    raise SignerError(
+                        f"cannot log in to the {name}: the PIN configured here "
+                        "differs from the PIN this process logged in to the token "
+                        "with; one of the two is wrong"
+                    )
+                return
         if result in _LOGIN_LOST:
             raise ConnectionLost(f"the {name} went away during login")
         reason = _LOGIN_FAILURES.get(result, f"the token refused it (CKR 0x{result:X})")
