@@ -126,6 +126,11 @@ class KeyGenerator(abc.ABC):
     """The optional capability of a plugin to create keys in its backend."""
 
     @abc.abstractmethod
+    def key_uri_in_store(self, store: str, name: str) -> str:
+        """The URI a new key called ``name`` gets in the key store ``store``
+        (a URI of this scheme naming where keys are made, not a key)."""
+
+    @abc.abstractmethod
     def generate(self, uri: str, spec: KeySpec) -> Signer:
         """Create a new key at ``uri`` and return its signer.
 

@@ -46,7 +46,7 @@ from signers.api import (
     redact_uri,
 )
 from signers.pkcs11.module import ConnectionLost, Module, find_module_path
-from signers.pkcs11.uri import DEFAULT_PIN_VARIABLE, SCHEME, KeyUri
+from signers.pkcs11.uri import DEFAULT_PIN_VARIABLE, SCHEME, KeyUri, key_uri_in
 
 __all__ = ["Pkcs11Signer", "Pkcs11SignerPlugin"]
 
@@ -338,6 +338,10 @@ class Pkcs11SignerPlugin(SignerPlugin, KeyGenerator):
         module = self._module(key_uri)
         pin = self._pin(key_uri)
         return Pkcs11Signer(module, key_uri, pin)
+
+    def key_uri_in_store(self, store: str, name: str) -> str:
+        """The store names a token; the key gets ``object=<name>`` in it."""
+        return key_uri_in(store, name)
 
     def generate(self, uri: str, spec: KeySpec) -> Signer:
         key_uri = KeyUri.parse(uri)

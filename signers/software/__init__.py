@@ -98,6 +98,16 @@ class SoftwareSignerPlugin(SignerPlugin, KeyGenerator):
         path = Path(location)
         return path if path.is_absolute() else self.context.data_dir / path
 
+    def key_uri_in_store(self, store: str, name: str) -> str:
+        """``file:`` stores keys under <data_dir>/keys, ``file:DIR`` under DIR;
+        the store's passphrase attribute carries over to every key."""
+        scheme, _, rest = store.partition(":")
+        if scheme.lower() != _SCHEME:
+            raise SignerError(f"{redact_uri(store)!r} is not a file: key store")
+        directory, question, query = rest.partition("?")
+        directory = directory.rstrip("/") or "keys"
+        return f"file:{directory}/{name}.pem{question}{query}"
+
     def passphrase(self, uri: str) -> bytes | None:
         """The passphrase the URI points at, or None for a plain key file."""
         query = SignerUri.parse(uri).query
