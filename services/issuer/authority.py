@@ -285,10 +285,12 @@ class Hierarchy:
                 f"frontdoor {frontdoor!r} already has an intermediate (key id "
                 f"{existing.key_id}); its key cannot be changed here"
             )
+        # The key first: a URI that cannot be used never reaches the database.
+        signer = self._open_or_generate(uri, self._config.intermediate_key)
         row = self._reserved_row(INTERMEDIATE, frontdoor, uri)
         if row.signer_uri != uri:
-            row = self._point_pending_row_at(row, uri)
-        return self._open_or_generate(uri, self._config.intermediate_key)
+            self._point_pending_row_at(row, uri)
+        return signer
 
     def _point_pending_row_at(self, row: AuthorityRow, uri: str) -> AuthorityRow:
         """Change the key of a CA that is reserved but not yet certified."""
