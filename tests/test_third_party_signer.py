@@ -4,6 +4,7 @@ any change to Tessera (tests/example_plugin/)."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     """tests/example_plugin installed by pip into a directory of its own,
     which then goes on sys.path like any site-packages directory."""
     target = tmp_path_factory.mktemp("site-packages")
+    # A copy, so the build leaves nothing in the source tree.
+    source = tmp_path_factory.mktemp("source") / "example_plugin"
+    shutil.copytree(REPOSITORY / "tests" / "example_plugin", source)
     installed = run(
         [
             sys.executable,
@@ -33,7 +37,7 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
             "--no-index",
             "--target",
             str(target),
-            str(REPOSITORY / "tests" / "example_plugin"),
+            str(source),
         ]
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
