@@ -1,7 +1,7 @@
 # Conveniences around scripts/; the README's two commands need no make.
 PYTHON := .venv/bin/python
 
-.PHONY: run test test-fast lint protos
+.PHONY: run test test-fast lint protos bench bench-signers
 
 run:
 	scripts/run.sh
@@ -19,3 +19,10 @@ lint:
 
 protos:
 	$(PYTHON) scripts/gen_protos.py
+
+# Benchmarks print figures for the README; the test suite runs each at smoke
+# size (pytest -m benchmark) so they cannot rot.
+bench: bench-signers
+
+bench-signers:
+	$(PYTHON) -m benchmarks.signers

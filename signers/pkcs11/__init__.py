@@ -15,12 +15,15 @@ token is back, the next signature succeeds.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
 import math
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pkcs11
 from cryptography.exceptions import InvalidSignature
@@ -48,7 +51,7 @@ from signers.api import (
 from signers.pkcs11.module import ConnectionLost, Module, find_module_path
 from signers.pkcs11.uri import DEFAULT_PIN_VARIABLE, SCHEME, KeyUri, key_uri_in
 
-__all__ = ["Pkcs11Signer", "Pkcs11SignerPlugin"]
+__all__ = ["Pkcs11Signer", "Pkcs11SignerPlugin", "ecdsa_width"]
 
 # Sessions one signer keeps open at most; more threads wait for one.
 DEFAULT_POOL_SIZE = 16
@@ -76,6 +79,11 @@ _DIGEST_INFO = {
     "sha384": bytes.fromhex("3041300d060960864801650304020205000430"),
     "sha512": bytes.fromhex("3051300d060960864801650304020305000440"),
 }
+_HASHES: dict[str, Callable[[bytes], Any]] = {
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
 _PSS_HASH = {
     "sha256": (Mechanism.SHA256, pkcs11.MGF.SHA256),
     "sha384": (Mechanism.SHA384, pkcs11.MGF.SHA384),
@@ -95,8 +103,6 @@ _SPECS: dict[str, tuple[KeyType, int, str | None]] = {
     "rsa-4096": (KeyType.RSA, 4096, None),
 }
 
-_T = TypeVar("_T")
-
 
 class _Lease:
     """A session of the pool and the private key as that session sees it."""
@@ -110,66 +116,87 @@ class _Lease:
 
 
 class SessionPool:
-    """Sessions on one key, each lent to one thread at a time."""
+    """Sessions on one key, each lent to one thread at a time.
+
+    Borrowing and returning are a deque's pop and append, which are atomic
+    under the GIL; the lock and condition are only for opening a new
+    session and for waiting while all ``size`` sessions are lent.
+    """
 
     def __init__(
         self, connect: Callable[[], _Lease], module: Module, size: int
     ) -> None:
         self._connect = connect
         self._module = module
-        self._idle: list[_Lease] = []
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(size)
+        self._idle: collections.deque[_Lease] = collections.deque()
+        self._changed = threading.Condition()
+        self._open = 0
         self.size = size
 
     def acquire(self) -> _Lease:
         """A session no other thread uses until it is released."""
-        if not self._slots.acquire(timeout=SESSION_WAIT_SECONDS):
-            raise SignerError(
-                f"all {self.size} sessions of the signer stayed busy for "
-                f"{SESSION_WAIT_SECONDS:.0f} seconds; the token is overloaded"
-            )
-        with self._lock:
-            while self._idle:
+        while True:
+            try:
                 lease = self._idle.pop()
-                if lease.generation == self._module.generation:
-                    return lease
-                self._close(lease)
+            except IndexError:
+                break
+            if lease.generation == self._module.generation:
+                return lease
+            self._forget(lease)
+        with self._changed:
+            deadline = time.monotonic() + SESSION_WAIT_SECONDS
+            while not self._idle and self._open >= self.size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SignerError(
+                        f"all {self.size} sessions of the signer stayed busy for "
+                        f"{SESSION_WAIT_SECONDS:.0f} seconds; the token is overloaded"
+                    )
+                self._changed.wait(remaining)
+            if self._idle:
+                return self.acquire()
+            self._open += 1
         try:
             return self._connect()
         except BaseException:
-            self._slots.release()
+            with self._changed:
+                self._open -= 1
+                self._changed.notify()
             raise
 
     def release(self, lease: _Lease) -> None:
         """Give a healthy session back."""
-        with self._lock:
-            self._idle.append(lease)
-        self._slots.release()
+        self._idle.append(lease)
+        if self._open >= self.size:
+            with self._changed:
+                self._changed.notify()
 
     def discard(self, lease: _Lease, all_idle: bool) -> None:
         """Drop a failed session, and with ``all_idle`` every idle one too
         (a lost login or token affects them all)."""
-        self._close(lease)
+        self._forget(lease)
         if all_idle:
             self.clear()
-        self._slots.release()
 
     def clear(self) -> None:
         """Close every idle session."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for lease in idle:
-            self._close(lease)
+        while True:
+            try:
+                lease = self._idle.pop()
+            except IndexError:
+                return
+            self._forget(lease)
 
     def idle_sessions(self) -> list[pkcs11.Session]:
         """The sessions waiting to be lent (for inspection and tests)."""
-        with self._lock:
-            return [lease.session for lease in self._idle]
+        return [lease.session for lease in list(self._idle)]
 
-    def _close(self, lease: _Lease) -> None:
+    def _forget(self, lease: _Lease) -> None:
         with self._module.managing():
             _close_quietly(lease.session)
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
 
 
 class Pkcs11Signer(Signer):
@@ -190,6 +217,12 @@ class Pkcs11Signer(Signer):
         try:
             self._key_type = lease.key.key_type
             self._public_key = _public_key(lease, key_uri)
+            # Bytes of r and of s in the token's ECDSA signatures; 0 for RSA.
+            self._ecdsa_width = (
+                ecdsa_width(self._public_key.curve)
+                if isinstance(self._public_key, ec.EllipticCurvePublicKey)
+                else 0
+            )
         except BaseException:
             self.pool.discard(lease, all_idle=False)
             raise
@@ -208,27 +241,20 @@ class Pkcs11Signer(Signer):
         hash_algorithm: hashes.HashAlgorithm,
         rsa_padding: padding.AsymmetricPadding | None = None,
     ) -> bytes:
+        # This path runs under the GIL on every signature, so it avoids ABC
+        # isinstance checks and cryptography's hash objects (hashlib is
+        # several times faster for a few hundred bytes).
         digest = _digest(data, hash_algorithm)
-        if isinstance(self._public_key, ec.EllipticCurvePublicKey):
-            raw = self._with_key(
-                lambda key: key.sign(digest, mechanism=Mechanism.ECDSA)
-            )
-            return _ecdsa_der(raw, self._public_key.curve)
-        assert isinstance(self._public_key, rsa.RSAPublicKey)
-        if rsa_padding is None or isinstance(rsa_padding, padding.PKCS1v15):
+        width = self._ecdsa_width
+        if width:
+            return _ecdsa_der(self._sign_digest(digest, Mechanism.ECDSA, None), width)
+        if rsa_padding is None or type(rsa_padding) is padding.PKCS1v15:
             payload = _DIGEST_INFO[hash_algorithm.name] + digest
-            return self._with_key(
-                lambda key: key.sign(payload, mechanism=Mechanism.RSA_PKCS)
-            )
+            return self._sign_digest(payload, Mechanism.RSA_PKCS, None)
         if isinstance(rsa_padding, padding.PSS):
+            assert isinstance(self._public_key, rsa.RSAPublicKey)
             parameters = _pss_parameters(rsa_padding, hash_algorithm, self._public_key)
-            return self._with_key(
-                lambda key: key.sign(
-                    digest,
-                    mechanism=Mechanism.RSA_PKCS_PSS,
-                    mechanism_param=parameters,
-                )
-            )
+            return self._sign_digest(digest, Mechanism.RSA_PKCS_PSS, parameters)
         raise SignerError(
             f"RSA padding {type(rsa_padding).__name__} cannot sign; use PKCS1v15 or PSS"
         )
@@ -248,14 +274,23 @@ class Pkcs11Signer(Signer):
 
     # Sessions -----------------------------------------------------------
 
-    def _with_key(self, operation: Callable[[SignMixin], _T]) -> _T:
-        """Run ``operation`` on a pooled session's key; on a lost session,
-        login or token, once more on a new session."""
+    def _sign_digest(
+        self, payload: bytes, mechanism: Mechanism, parameters: Any
+    ) -> bytes:
+        """Sign on a pooled session's key; on a lost session, login or
+        token, once more on a new session."""
         for attempt in (1, 2):
             lease = self.pool.acquire()
             try:
-                with self._module.calling():
-                    result = operation(lease.key)
+                if self._module.thread_safe:
+                    result: bytes = lease.key.sign(
+                        payload, mechanism=mechanism, mechanism_param=parameters
+                    )
+                else:
+                    with self._module.calling():
+                        result = lease.key.sign(
+                            payload, mechanism=mechanism, mechanism_param=parameters
+                        )
             except _RECOVERABLE as error:
                 login_lost = not isinstance(
                     error, p11errors.SessionHandleInvalid | p11errors.SessionClosed
@@ -582,24 +617,29 @@ def _close_quietly(session: pkcs11.Session) -> None:
 
 
 def _digest(data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
-    if algorithm.name not in _DIGEST_INFO:
+    hash_function = _HASHES.get(algorithm.name)
+    if hash_function is None:
         raise SignerError(
             f"{algorithm.name} is not a hash CA signatures use here; use SHA-256, "
             "SHA-384 or SHA-512"
         )
-    digest = hashes.Hash(algorithm)
-    digest.update(data)
-    return digest.finalize()
+    return hash_function(data).digest()
 
 
-def _ecdsa_der(raw: bytes, curve: ec.EllipticCurve) -> bytes:
-    """PKCS#11's ECDSA signature (r and s, each as wide as the curve order,
-    big-endian, concatenated) as the DER ECDSA-Sig-Value X.509 uses."""
-    width = math.ceil(curve.key_size / 8)
+def ecdsa_width(curve: ec.EllipticCurve) -> int:
+    """Bytes of r (and of s) in a PKCS#11 ECDSA signature on ``curve``: the
+    order's length in bytes, 66 for P-521's 521 bits."""
+    return math.ceil(curve.key_size / 8)
+
+
+def _ecdsa_der(raw: bytes, width: int) -> bytes:
+    """PKCS#11's ECDSA signature (r and s, each ``width`` bytes, big-endian,
+    concatenated; PKCS#11 section 2.3.1) as the DER ECDSA-Sig-Value that
+    X.509 uses (RFC 3279 section 2.2.3)."""
     if len(raw) != 2 * width:
         raise SignerError(
-            f"the token returned a {len(raw)}-byte ECDSA signature; {curve.name} "
-            f"signatures are {2 * width} bytes"
+            f"the token returned a {len(raw)}-byte ECDSA signature; signatures "
+            f"on this curve are {2 * width} bytes"
         )
     r = int.from_bytes(raw[:width], "big")
     s = int.from_bytes(raw[width:], "big")

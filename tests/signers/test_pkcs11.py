@@ -20,7 +20,7 @@ from cryptography.x509 import ocsp
 from pkcs11 import Attribute, ObjectClass
 
 from signers.api import KeyNotFound, KeySpec, SignerContext, SignerError, open_signer
-from signers.pkcs11 import Pkcs11Signer, Pkcs11SignerPlugin, _ecdsa_der
+from signers.pkcs11 import Pkcs11Signer, Pkcs11SignerPlugin, _ecdsa_der, ecdsa_width
 from signers.pkcs11.module import Module
 from signers.pkcs11.uri import KeyUri, key_uri_in
 from tests.support import SoftHsmToken, common_name, require_tool, run
@@ -231,7 +231,8 @@ def test_raw_ecdsa_signature_converts_to_minimal_der(
     s = int.from_bytes(b"\x80" + b"\x11" * (width - 1), "big")
     raw = r.to_bytes(width, "big") + s.to_bytes(width, "big")
 
-    der = _ecdsa_der(raw, curve)
+    assert ecdsa_width(curve) == width
+    der = _ecdsa_der(raw, width)
 
     assert decode_dss_signature(der) == (r, s)
     assert der[2:5] == b"\x02\x01\x01"
@@ -239,7 +240,7 @@ def test_raw_ecdsa_signature_converts_to_minimal_der(
 
 def test_raw_ecdsa_signature_of_the_wrong_width_is_refused() -> None:
     with pytest.raises(SignerError, match="returned a 63-byte ECDSA signature"):
-        _ecdsa_der(b"\x01" * 63, ec.SECP256R1())
+        _ecdsa_der(b"\x01" * 63, ecdsa_width(ec.SECP256R1()))
 
 
 def test_rsa_pkcs1v15_and_pss_signatures_verify(softhsm: SoftHsmToken) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures for the README; ``make bench`` runs them."""
