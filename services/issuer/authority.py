@@ -432,7 +432,9 @@ class Hierarchy:
     def _signer_uri(self, row: AuthorityRow) -> str:
         """Where a CA's key is: the configured root_key_uri wins for the
         platform root (the key may have moved, or its PIN file), and opening
-        checks that it is still the certified key."""
+        checks that it is still the certified key. Intermediates have no
+        such override: when an intermediate's PIN file or module moves, its
+        stored URI must be changed in the database, as no command does it."""
         if row.role == ROOT and self._config.root_key_uri is not None:
             return self._config.root_key_uri
         return row.signer_uri

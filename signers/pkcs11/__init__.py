@@ -53,7 +53,10 @@ from signers.pkcs11.uri import DEFAULT_PIN_VARIABLE, SCHEME, KeyUri, key_uri_in
 
 __all__ = ["Pkcs11Signer", "Pkcs11SignerPlugin", "ecdsa_width"]
 
-# Sessions one signer keeps open at most; more threads wait for one.
+# Sessions one signer keeps open at most; more threads wait for one. The
+# size is not configurable yet, so an HSM with a low session limit and many
+# frontdoors can run out of sessions (each key opens only as many as its
+# busiest moment needed).
 DEFAULT_POOL_SIZE = 16
 # How long a signature waits for a free session before it fails.
 SESSION_WAIT_SECONDS = 30.0

@@ -23,6 +23,7 @@ from services.common.config import ConfigError
 from services.common.logging import configure_logging
 from services.suite import Suite, start_suite
 from signers.api import SignerError
+from signers.pkcs11.module import Module
 from tests.support import (
     TESSERA,
     Clients,
@@ -181,6 +182,29 @@ def test_eight_threads_issue_through_the_intermediate_in_the_token(
     assert len(issued) == 40
     for der in issued:
         x509.load_der_x509_certificate(der).verify_directly_issued_by(intermediate)
+
+
+def test_next_request_succeeds_after_the_token_sessions_are_closed_underneath(
+    softhsm: SoftHsmToken, tmp_path: Path
+) -> None:
+    """Restarting the PKCS#11 module closes every session and the login
+    behind the running issuer's back; the next issuance reconnects."""
+    suite = hsm_suite(tmp_path / "data", softhsm)
+    clients = connect(suite)
+    try:
+        clients.create_frontdoor("payments")
+        before = clients.issue("payments")
+        Module.load(softhsm.module_path).reinitialize()
+
+        after = clients.issue("payments")
+    finally:
+        clients.close()
+        suite.stop()
+
+    intermediate = x509.load_der_x509_certificate(before.chain[0])
+    for issued in (before, after):
+        certificate = x509.load_der_x509_certificate(issued.certificate)
+        certificate.verify_directly_issued_by(intermediate)
 
 
 def test_ca_init_puts_the_root_and_an_intermediate_key_in_the_token(
