@@ -218,7 +218,6 @@ class Pkcs11Signer(Signer):
         self.pool = SessionPool(self._connect, module, pool_size)
         lease = self.pool.acquire()
         try:
-            self._key_type = lease.key.key_type
             self._public_key = _public_key(lease, key_uri)
             # Bytes of r and of s in the token's ECDSA signatures; 0 for RSA.
             self._ecdsa_width = (
@@ -295,10 +294,10 @@ class Pkcs11Signer(Signer):
                             payload, mechanism=mechanism, mechanism_param=parameters
                         )
             except _RECOVERABLE as error:
-                login_lost = not isinstance(
-                    error, p11errors.SessionHandleInvalid | p11errors.SessionClosed
-                )
-                self.pool.discard(lease, all_idle=login_lost)
+                # What broke this session (sessions closed underneath, a lost
+                # login, a token reset) has usually broken the idle ones too;
+                # new sessions are cheap, a retry on a dead one is not.
+                self.pool.discard(lease, all_idle=True)
                 if attempt == 2:
                     raise SignerError(
                         f"the {self._key_uri.token_name} cannot sign with the "

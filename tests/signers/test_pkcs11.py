@@ -417,8 +417,11 @@ def test_next_signature_succeeds_after_the_session_is_closed_underneath(
     """Closing the signer's sessions behind its back also logs the token
     out (its last session closed); the next signature logs in again."""
     signer = generate(softhsm, "ec-p256")
+    leases = [signer.pool.acquire() for _ in range(3)]
+    for lease in leases:
+        signer.pool.release(lease)
     sessions = signer.pool.idle_sessions()
-    assert sessions
+    assert len(sessions) == 3
     for session in sessions:
         session.close()
 
