@@ -196,7 +196,8 @@ class Module:
         """Finalise and initialise the module again, as after a restart of
         the HSM client: every session and login is gone, the module reads
         its configuration and tokens anew, and signers reconnect on their
-        next signature."""
+        next signature. PKCS#11 forbids C_Finalize while another thread is
+        inside the module, so call it only when no signature is in flight."""
         with self._lock:
             self._initialize_for_threads(already_initialized=True)
 
