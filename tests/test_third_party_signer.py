@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 
 from services.suite import start_suite
-from signers.api import SignerContext, load_plugin, open_signer
+from signers.api import SignerContext, SignerError, load_plugin, open_signer
 from tests.support import REPOSITORY, Clients, run, suite_settings
 
 
@@ -90,3 +90,41 @@ def test_outside_plugin_holds_the_root_and_intermediate_keys(
     leaf.verify_directly_issued_by(intermediate)
     intermediate.verify_directly_issued_by(root)
     assert not (tmp_path / "data" / "keys").exists()
+
+
+def _register(site: Path, name: str, target: str) -> None:
+    """An installed distribution whose only content is one signer entry point."""
+    dist_info = site / f"broken_signer_{name}-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: broken-signer-{name}\nVersion: 1.0\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        f"[tessera.signers]\n{name} = {target}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "tessera_missing_module:Plugin",
+            r"the signer plugin for 'broken' \(tessera_missing_module:Plugin\) "
+            "failed to load: ModuleNotFoundError",
+        ),
+        ("json:dumps", r"the entry point for 'broken' \(json:dumps\) is not a"),
+    ],
+    ids=["import-fails", "not-a-plugin"],
+)
+def test_plugin_that_fails_to_load_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str, message: str
+) -> None:
+    """A configured plugin that cannot load is never skipped: start-up stops
+    with the entry point named."""
+    _register(tmp_path / "site", "broken", target)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+    with pytest.raises(SignerError, match=message):
+        start_suite(
+            suite_settings(tmp_path / "data", issuer={"root_key_uri": "broken:root"})
+        ).stop()
