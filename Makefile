@@ -1,7 +1,7 @@
 # Conveniences around scripts/; the README's two commands need no make.
 PYTHON := .venv/bin/python
 
-.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts
+.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts bench-signers
 
 run:
 	scripts/run.sh
@@ -20,11 +20,15 @@ lint:
 protos:
 	$(PYTHON) scripts/gen_protos.py
 
-# Benchmarks at full size; the test run covers them at smoke size only.
-bench: bench-enforcement bench-verdicts
+# Benchmarks at full size print the figures quoted in the README; the test
+# run covers each at smoke size (pytest -m benchmark) so they cannot rot.
+bench: bench-enforcement bench-verdicts bench-signers
 
 bench-enforcement:
 	$(PYTHON) -m benchmarks.enforcement
 
 bench-verdicts:
 	$(PYTHON) -m benchmarks.verdicts
+
+bench-signers:
+	$(PYTHON) -m benchmarks.signers

@@ -1,1 +1,2 @@
-"""Benchmarks of Tessera run as separate processes; see enforcement.py."""
+"""Benchmarks that print the figures quoted in the README; ``make bench``
+runs them at full size, the test suite at smoke size."""

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh          what running the suite needs
 #   scripts/setup.sh --test   also what the tests need (openssl, redis-server,
-#                             curl, and the development Python packages)
+#                             curl, SoftHSM2 and OpenSC's pkcs11-tool, and the
+#                             development Python packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ mode=run
 declare -A packages=([python3]=python3 [openssl]=openssl)
 if [ "$mode" = test ]; then
     packages+=([redis-server]=redis-server [curl]=curl [git]=git)
+    # The PKCS#11 signer's tests run against a real SoftHSM2 token;
+    # pkcs11-tool is there to inspect tokens by hand.
+    packages+=([softhsm2-util]=softhsm2 [pkcs11-tool]=opensc)
 fi
 
 missing=()

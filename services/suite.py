@@ -201,7 +201,11 @@ def _start_issuer(
     migrate(settings.issuer_database_url, "issuer")
     database = Database(settings.issuer_database_url)
     suite._closers.append(database.dispose)
-    signer_context = SignerContext(data_dir=settings.data_dir, environ=dict(os.environ))
+    signer_context = SignerContext(
+        data_dir=settings.data_dir,
+        environ=dict(os.environ),
+        pkcs11_module_path=settings.issuer.pkcs11_module_path,
+    )
     hierarchy = Hierarchy(database, settings.issuer, signer_context, audit, clock)
     suite._closers.append(hierarchy.close)
     # Fail closed: a CA key that cannot be reached stops start-up here.

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Literal, NoReturn
+from urllib.parse import unquote
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -34,6 +36,14 @@ class SignerError(Exception):
     """A signer cannot be opened or cannot sign; the message says why.
 
     Messages never contain PINs, passphrases or key material.
+    """
+
+
+class KeyNotFound(SignerError):
+    """The backend answers, but holds no key at the URI.
+
+    Only this error lets the hierarchy generate a new key: a wrong PIN or an
+    unreachable token must never end in a second key being made.
     """
 
 
@@ -59,6 +69,9 @@ class SignerContext:
     data_dir: Path
     # Environment variables plugins may read secrets from (PIN, passphrase).
     environ: Mapping[str, str]
+    # The PKCS#11 module (shared library) for pkcs11: URIs that name none
+    # with module-path=; None: the plugin looks in the usual places.
+    pkcs11_module_path: str | None = None
 
 
 class Signer(abc.ABC):
@@ -102,22 +115,105 @@ class SignerPlugin(abc.ABC):
 
     @abc.abstractmethod
     def open(self, uri: str) -> Signer:
-        """The signer for ``uri``; SignerError when the key cannot be reached."""
+        """The signer for ``uri``.
 
+        Raises KeyNotFound when the backend holds no such key, SignerError
+        when the backend or the key cannot be reached.
+        """
+
+
+class KeyGenerator(abc.ABC):
+    """The optional capability of a plugin to create keys in its backend."""
+
+    @abc.abstractmethod
+    def key_uri_in_store(self, store: str, name: str) -> str:
+        """The URI a new key called ``name`` gets in the key store ``store``
+        (a URI of this scheme naming where keys are made, not a key)."""
+
+    @abc.abstractmethod
     def generate(self, uri: str, spec: KeySpec) -> Signer:
-        """Create a new key at ``uri`` and return its signer."""
+        """Create a new key at ``uri`` and return its signer.
+
+        Refuses, with SignerError, to replace a key that already exists.
+        """
+
+
+def generate_key(plugin: SignerPlugin, uri: str, spec: KeySpec) -> Signer:
+    """Create a key through ``plugin`` when its backend can make keys."""
+    if not isinstance(plugin, KeyGenerator):
         raise SignerError(
-            f"the {type(self).__name__} backend cannot generate keys; "
+            f"the {type(plugin).__name__} backend cannot generate keys; "
             "create the key with the backend's own tools and configure its URI"
         )
+    return plugin.generate(uri, spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class SignerUri:
+    """A signer URI split the RFC 7512 way.
+
+    ``scheme:path-attributes?query-attributes``: path attributes are
+    separated by ``;``, query attributes by ``&``, values are
+    percent-decoded. What the path means is up to the plugin.
+    """
+
+    scheme: str
+    path: str
+    query: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, uri: str) -> SignerUri:
+        """Split ``uri`` into scheme, path and query attributes."""
+        scheme = uri_scheme(uri)
+        rest = uri.partition(":")[2]
+        path, _, query_text = rest.partition("?")
+        return cls(scheme, path, split_attributes(query_text, "&", uri))
+
+    def path_attributes(self) -> dict[str, str]:
+        """The path read as ``name=value`` attributes separated by ``;``."""
+        return split_attributes(self.path, ";", f"{self.scheme}:{self.path}")
+
+
+def split_attributes(text: str, separator: str, uri: str) -> dict[str, str]:
+    """``name=value`` pairs, percent-decoded; a repeated name is refused."""
+    attributes: dict[str, str] = {}
+    for part in filter(None, text.split(separator)):
+        name, equals, value = part.partition("=")
+        name = unquote(name).strip().lower()
+        if not equals or not name:
+            raise SignerError(
+                f"signer URI {redact_uri(uri)!r} has an attribute without a value "
+                f"({name or part!r}); write name=value"
+            )
+        if name in attributes:
+            raise SignerError(
+                f"signer URI {redact_uri(uri)!r} names the attribute {name!r} twice"
+            )
+        attributes[name] = unquote(value)
+    return attributes
+
+
+# Attribute names whose values are secrets; they are refused in URIs, and
+# removed from any URI a message shows.
+SECRET_ATTRIBUTES = frozenset({"pin-value", "passphrase", "passphrase-value"})
+_SECRET_ATTRIBUTE = re.compile(
+    r"((?:^|[:;?&])(?:pin-value|passphrase|passphrase-value)=)[^;&?]*",
+    re.IGNORECASE,
+)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with the value of every secret attribute replaced."""
+    return _SECRET_ATTRIBUTE.sub(r"\1[redacted]", uri)
 
 
 def uri_scheme(uri: str) -> str:
     """The scheme of a signer URI, lower case."""
     scheme, colon, _ = uri.partition(":")
-    if not colon or not scheme:
+    if not colon or not _SCHEME.fullmatch(scheme):
         raise SignerError(
-            f"signer URI {uri.split(';')[0]!r} has no scheme; "
+            f"signer URI {uri.split(';')[0].split('?')[0]!r} has no scheme; "
             "write it as file:<path> or pkcs11:<attributes>"
         )
     return scheme.lower()

@@ -20,7 +20,13 @@ import sqlalchemy as sa
 
 from services.common.logging import configure_logging
 from services.suite import Suite, start_suite
-from tests.support import Clients, free_port, suite_settings
+from tests.support import (
+    Clients,
+    SoftHsmToken,
+    create_softhsm_token,
+    free_port,
+    suite_settings,
+)
 
 STRICT = os.environ.get("TESSERA_TEST_STRICT") == "1"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
@@ -144,6 +150,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tessera.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+# SoftHSM2 ----------------------------------------------------------------
+
+
+@pytest.fixture
+def softhsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SoftHsmToken:
+    """A SoftHSM2 token of this test's own, in a temporary directory.
+
+    SOFTHSM2_CONF points at the token's configuration for this test (and
+    the processes it starts); the module, loaded once per process, is
+    initialised again so it reads that configuration.
+    """
+    token = create_softhsm_token(tmp_path / "softhsm")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(token.directory / "softhsm2.conf"))
+    monkeypatch.delenv("TESSERA_PKCS11_PIN", raising=False)
+    from signers.pkcs11.module import Module
+
+    Module.load(token.module_path).reinitialize()
+    return token
 
 
 # A running suite ----------------------------------------------------------

@@ -232,3 +232,48 @@ def tessera_env(**values: str) -> dict[str, str]:
     }
     environment.update(values)
     return environment
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftHsmToken:
+    """A SoftHSM2 token of one test, made by deploy/softhsm/create-token.sh."""
+
+    directory: Path
+    label: str
+    module_path: str
+
+    @property
+    def pin_file(self) -> Path:
+        return self.directory / f"{self.label}.pin"
+
+    @property
+    def pin(self) -> str:
+        return self.pin_file.read_text().strip()
+
+    @property
+    def store_uri(self) -> str:
+        """The token as a key store: new keys are generated in it."""
+        return f"pkcs11:token={self.label}?pin-source={self.pin_file}"
+
+    def key_uri(self, object_label: str) -> str:
+        """The URI of the key ``object_label`` in this token."""
+        return (
+            f"pkcs11:token={self.label};object={object_label}"
+            f"?pin-source={self.pin_file}"
+        )
+
+
+def create_softhsm_token(directory: Path, label: str = "tessera") -> SoftHsmToken:
+    """A new token in ``directory`` through the operators' own script."""
+    require_tool("softhsm2-util")
+    made = run(
+        [
+            str(REPOSITORY / "deploy" / "softhsm" / "create-token.sh"),
+            str(directory),
+            label,
+        ]
+    )
+    assert made.returncode == 0, made.stderr
+    from signers.pkcs11.module import find_module_path
+
+    return SoftHsmToken(directory, label, find_module_path(None, None, {}))

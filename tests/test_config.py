@@ -64,3 +64,37 @@ def test_misspelt_environment_variables_are_found() -> None:
         "TESSERA_ISSUER__ORGANISATION",
         "TESSERA_LOG_FROMAT",
     ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"root_key_uri": "pkcs11:token=t;object=root?pin-value=123456"},
+        {"key_store": "pkcs11:token=t;pin-value=123456"},
+        {"root_key_uri": "file:keys/root.pem?passphrase=123456"},
+    ],
+    ids=["root-pin-value", "store-pin-value", "root-passphrase"],
+)
+def test_rejects_signer_uris_that_carry_secrets_without_echoing_them(
+    values: dict[str, str],
+) -> None:
+    """A PIN or passphrase in a signer URI would be stored and logged."""
+    with pytest.raises(
+        ConfigError, match="must not hold a PIN or passphrase"
+    ) as caught:
+        load_settings(issuer=values)
+
+    assert "123456" not in str(caught.value)
+
+
+def test_rejects_signer_uri_without_a_scheme() -> None:
+    with pytest.raises(ConfigError, match=r"issuer\.root_key_uri: .*has no scheme"):
+        load_settings(issuer={"root_key_uri": "/etc/tessera/root.pem"})
+
+
+def test_hsm_settings_default_to_software_keys() -> None:
+    issuer = load_settings().issuer
+
+    assert issuer.root_key_uri is None
+    assert issuer.key_store == "file:"
+    assert issuer.pkcs11_module_path is None

@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import sqlalchemy as sa
@@ -26,25 +26,30 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from google.protobuf import field_mask_pb2, json_format
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from services.common import identifiers
 from services.common.audit import verify_chain
 from services.common.config import (
     ConfigError,
+    IssuerConfig,
     Settings,
     load_settings,
     unknown_environment,
 )
-from services.common.database import Database, is_sqlite
+from services.common.database import Database, is_sqlite, migrate
 from services.common.errors import TesseraError
 from services.common.logging import configure_logging
 from services.common.rpc import open_channel, remote_error
-from signers.api import SignerError
+from signers.api import SignerContext, SignerError, open_signer, redact_uri
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2, issuer_pb2_grpc
 from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
 from tessera.validator.v1 import validator_pb2, validator_pb2_grpc
+
+if TYPE_CHECKING:
+    from services.issuer.authority import Hierarchy
 
 _REASONS = {
     name.removeprefix("REVOCATION_REASON_").lower().replace("_", "-"): (
@@ -397,6 +402,134 @@ def _ca_root(options: argparse.Namespace) -> int:
     if options.out and str(options.out) != "-":
         print(f"wrote the platform root ({root.key_id}) to {options.out}")
     return 0
+
+
+def _offline_hierarchy(
+    settings: Settings, suite_closers: list[Callable[[], None]]
+) -> Hierarchy:
+    """The issuer's CA hierarchy over its database, without a running issuer."""
+    from services.common.audit import AuditLog
+    from services.common.clock import SystemClock
+    from services.issuer.authority import Hierarchy
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    migrate(settings.audit_url, "common")
+    migrate(settings.issuer_database_url, "issuer")
+    audit_database = Database(settings.audit_url)
+    suite_closers.append(audit_database.dispose)
+    database = Database(settings.issuer_database_url)
+    suite_closers.append(database.dispose)
+    context = SignerContext(
+        data_dir=settings.data_dir,
+        environ=dict(os.environ),
+        pkcs11_module_path=settings.issuer.pkcs11_module_path,
+    )
+    clock = SystemClock()
+    hierarchy = Hierarchy(
+        database,
+        settings.issuer,
+        context,
+        AuditLog(audit_database, "cli", clock),
+        clock,
+    )
+    suite_closers.append(hierarchy.close)
+    return hierarchy
+
+
+def _ca_init(options: argparse.Namespace) -> int:
+    settings = _settings(options)
+    updates: dict[str, Any] = {}
+    if options.frontdoor is None:
+        updates["root_key_uri"] = options.key
+        if options.key_type:
+            updates["root_key"] = options.key_type
+    elif options.key_type:
+        updates["intermediate_key"] = options.key_type
+    try:
+        issuer = IssuerConfig.model_validate(
+            {**settings.issuer.model_dump(), **updates}
+        )
+    except ValidationError as error:
+        problems = "; ".join(problem["msg"] for problem in error.errors())
+        raise CommandError(f"--key cannot be used: {problems}") from None
+    settings = settings.model_copy(update={"issuer": issuer})
+    closers: list[Callable[[], None]] = []
+    try:
+        hierarchy = _offline_hierarchy(settings, closers)
+        if options.frontdoor is not None:
+            signer = hierarchy.prepare_intermediate(options.frontdoor, options.key)
+            key = signer.describe()
+            print(
+                f"reserved the intermediate of frontdoor {options.frontdoor} with the "
+                f"{key.algorithm} {key.size} key at {key.uri}"
+            )
+            print(
+                f"  'tessera frontdoor create {options.frontdoor}' certifies it with "
+                "the platform root"
+            )
+            return 0
+        existing = [
+            row
+            for row in hierarchy.authority_rows()
+            if row.role == "root" and row.status == "active"
+        ]
+        if existing:
+            raise CommandError(
+                f"the platform root already exists (key id {existing[0].key_id}, key "
+                f"at {redact_uri(existing[0].signer_uri)}); a second root is not "
+                "created"
+            )
+        root = hierarchy.ensure_root(_actor())
+        key = root.signer.describe()
+        print(f"created the platform root {root.key_id}")
+        print(f"  subject      {root.certificate.subject.rfc4514_string()}")
+        print(f"  key          {key.algorithm} {key.size} ({key.backend}) at {key.uri}")
+        print(f"  valid until  {root.certificate.not_valid_after_utc.isoformat()}")
+        if options.out:
+            _write(options.out, _pem(root.der))
+        return 0
+    finally:
+        for close in reversed(closers):
+            close()
+
+
+def _ca_list(options: argparse.Namespace) -> int:
+    settings = _settings(options)
+    closers: list[Callable[[], None]] = []
+    try:
+        hierarchy = _offline_hierarchy(settings, closers)
+        rows = hierarchy.authority_rows()
+        if not rows:
+            print("no CAs yet; 'tessera serve' or 'tessera ca init' creates the root")
+            return 0
+        context = SignerContext(
+            data_dir=settings.data_dir,
+            environ=dict(os.environ),
+            pkcs11_module_path=settings.issuer.pkcs11_module_path,
+        )
+        unreachable = 0
+        print(f"{'ROLE':<13} {'FRONTDOOR':<16} {'STATUS':<8} {'KEY ID':<41} SIGNER")
+        for row in rows:
+            uri = redact_uri(row.signer_uri)
+            print(
+                f"{row.role:<13} {row.frontdoor or '-':<16} {row.status:<8} "
+                f"{row.key_id or '-':<41} {uri}"
+            )
+            if not options.check:
+                continue
+            try:
+                signer = open_signer(row.signer_uri, context)
+            except SignerError as error:
+                unreachable += 1
+                print(f"  {'':<12} key unreachable: {error}")
+                continue
+            key = signer.describe()
+            signer.close()
+            print(f"  {'':<12} {key.backend} {key.algorithm} {key.size}: reachable")
+        return 1 if unreachable else 0
+    finally:
+        for close in reversed(closers):
+            close()
 
 
 # key --------------------------------------------------------------------
@@ -841,6 +974,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     root.add_argument("--out", type=Path, help="file to write (default: stdout)")
     root.set_defaults(run=_ca_root)
+    init = ca.add_parser(
+        "init",
+        parents=[anywhere],
+        help="create the platform root, or reserve a frontdoor's intermediate, with "
+        "its key at a signer URI (an HSM key: pkcs11:token=...;object=...)",
+        description="Works on the issuer's database directly; run it before "
+        "'tessera serve' for the root. A key the URI names but the backend does "
+        "not hold yet is generated there (inside the token for pkcs11:).",
+    )
+    init.add_argument(
+        "--key",
+        required=True,
+        help="signer URI of the key, e.g. 'pkcs11:token=tessera;object=root-ca"
+        "?pin-source=/etc/tessera/hsm.pin' or 'file:/secure/root.pem'",
+    )
+    init.add_argument(
+        "--frontdoor",
+        help="reserve this frontdoor's intermediate instead of creating the root",
+    )
+    init.add_argument(
+        "--key-type",
+        choices=_KEY_TYPES[:-1],
+        help="kind of key to generate when none exists (default: issuer.root_key "
+        "or issuer.intermediate_key)",
+    )
+    init.add_argument("--out", type=Path, help="write the root certificate (PEM)")
+    init.set_defaults(run=_ca_init)
+    listing_ca = ca.add_parser(
+        "list", parents=[anywhere], help="show every CA and the signer of its key"
+    )
+    listing_ca.add_argument(
+        "--check", action="store_true", help="open each key and report its kind"
+    )
+    listing_ca.set_defaults(run=_ca_list)
 
     key = _group(commands, "key", "client keys, made on this machine")
     new = key.add_parser(
@@ -920,6 +1087,7 @@ def _parser() -> argparse.ArgumentParser:
     revocations = _group(commands, "revocations", "follow the revocation log")
     watch = revocations.add_parser(
         "watch",
+        parents=[anywhere],
         help="print each revocation, one line each, as the registry logs it",
         description="Print the revocation log from a sequence on, then every new "
         "revocation as it commits: SEQUENCE REVOCATION_DATE FRONTDOOR "

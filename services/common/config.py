@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from signers.api import SignerError, redact_uri, uri_scheme
+
 KeySpec = Literal["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
 ClientKeyType = Literal["rsa", "ec-p256", "ec-p384", "ed25519"]
 
@@ -51,11 +53,40 @@ class IssuerConfig(_Section):
     intermediate_validity_days: int = Field(default=1825, ge=1, le=36500)
     root_key: KeySpec = "ec-p384"
     intermediate_key: KeySpec = "ec-p256"
-    # Where new CA keys are generated: a signer URI prefix ("file:" keeps
-    # them under <data_dir>/keys).
+    # The platform root's key, as a signer URI, for example
+    # "pkcs11:token=tessera;object=root?pin-source=/etc/tessera/hsm.pin".
+    # None: a software key generated under <data_dir>/keys on first start.
+    # A key the URI names but the backend does not hold yet is generated
+    # there (root_key says its kind) when the backend can make keys.
+    root_key_uri: str | None = None
+    # Where new intermediate keys are generated: "file:" keeps them under
+    # <data_dir>/keys, "file:DIR" under DIR, and a pkcs11: URI naming a
+    # token (no object) generates them inside that token.
     key_store: str = "file:"
     # None: the registry's listen address (right when both run on one host).
     registry_address: str | None = None
+    # The PKCS#11 module for pkcs11: URIs without module-path=; None: the
+    # TESSERA_PKCS11_MODULE variable, else SoftHSM2 where it usually lives.
+    pkcs11_module_path: str | None = None
+
+    @field_validator("root_key_uri", "key_store")
+    @classmethod
+    def _signer_uri_without_secrets(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if redact_uri(value) != value:
+            raise ValueError(
+                "must not hold a PIN or passphrase (pin-value=, passphrase=): it "
+                "would be kept in the configuration and the issuer's database and "
+                "could reach logs; use pin-source=FILE or pin-env=VARIABLE for a "
+                "PIN, passphrase-file=FILE or passphrase-env=VARIABLE for a "
+                "passphrase"
+            )
+        try:
+            uri_scheme(value)
+        except SignerError as error:
+            raise ValueError(str(error)) from None
+        return value
 
     @field_validator("public_base_url")
     @classmethod
@@ -203,7 +234,13 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
 
 # Variables in the TESSERA_ namespace that are not settings of the services.
-_NOT_SETTINGS = ("TESSERA_CONFIG", "TESSERA_CONFORMANCE_DIR")
+_NOT_SETTINGS = (
+    "TESSERA_CONFIG",
+    "TESSERA_CONFORMANCE_DIR",
+    # Read by the PKCS#11 signer: the module's path and the default PIN.
+    "TESSERA_PKCS11_MODULE",
+    "TESSERA_PKCS11_PIN",
+)
 _NOT_SETTINGS_PREFIXES = ("TESSERA_TEST_",)
 
 

@@ -25,6 +25,7 @@ from services.common.clock import Clock
 from services.common.config import IssuerConfig
 from services.common.database import Database
 from services.common.errors import PolicyRefusal, Unavailable
+from services.common.frontdoors import check_frontdoor_name
 from services.issuer.models import AuthorityRow
 from services.issuer.profile import (
     PublicationUrls,
@@ -36,11 +37,15 @@ from services.issuer.profile import (
     signature_hash,
 )
 from signers.api import (
+    KeyGenerator,
+    KeyNotFound,
     KeySpec,
     Signer,
     SignerContext,
     SignerError,
+    generate_key,
     load_plugin,
+    redact_uri,
     uri_scheme,
 )
 
@@ -117,10 +122,20 @@ class Hierarchy:
     # The platform root and frontdoor intermediates ---------------------
 
     def ensure_root(self, actor: str) -> CertificateAuthority:
-        """The platform root, created on first start."""
-        row = self._reserved_row(ROOT, "", self._config.root_key)
+        """The platform root, created on first start.
+
+        With ``root_key_uri`` configured the root's key is that one (opened,
+        or generated where the backend holds none yet); without it, a
+        software key under the data directory.
+        """
+        configured = self._config.root_key_uri
+        row = self._reserved_row(ROOT, "", configured)
         if row.status == "active":
             return self._open(row)
+        if configured is not None and row.signer_uri != configured:
+            # An earlier start reserved the root with another key and signed
+            # nothing; the configuration decides.
+            row = self._point_pending_row_at(row, configured)
 
         signer = self._open_or_generate(row.signer_uri, self._config.root_key)
         public_key = signer.public_key()
@@ -148,7 +163,7 @@ class Hierarchy:
 
     def ensure_intermediate(self, frontdoor: str, actor: str) -> CertificateAuthority:
         """The frontdoor's first intermediate, created or resumed."""
-        row = self._reserved_row(INTERMEDIATE, frontdoor, self._config.intermediate_key)
+        row = self._reserved_row(INTERMEDIATE, frontdoor)
         if row.status == "active":
             return self._open(row)
 
@@ -259,8 +274,48 @@ class Hierarchy:
                 .limit(1)
             )
 
-    def _reserved_row(self, role: str, frontdoor: str, spec: KeySpec) -> AuthorityRow:
-        """The CA's row, inserted as pending when there is none yet.
+    def prepare_intermediate(self, frontdoor: str, uri: str) -> Signer:
+        """Reserve a frontdoor's first intermediate with the key at ``uri``
+        (opened, or generated where the backend holds none yet); creating
+        the frontdoor then certifies that key instead of generating one."""
+        check_frontdoor_name(frontdoor)
+        existing = self._row(INTERMEDIATE, frontdoor)
+        if existing is not None and existing.status == "active":
+            raise PolicyRefusal(
+                f"frontdoor {frontdoor!r} already has an intermediate (key id "
+                f"{existing.key_id}); its key cannot be changed here"
+            )
+        # The key first: a URI that cannot be used never reaches the database.
+        signer = self._open_or_generate(uri, self._config.intermediate_key)
+        row = self._reserved_row(INTERMEDIATE, frontdoor, uri)
+        if row.signer_uri != uri:
+            self._point_pending_row_at(row, uri)
+        return signer
+
+    def _point_pending_row_at(self, row: AuthorityRow, uri: str) -> AuthorityRow:
+        """Change the key of a CA that is reserved but not yet certified."""
+        with self._database.writing() as session:
+            updated = session.execute(
+                sa.update(AuthorityRow)
+                .where(AuthorityRow.id == row.id)
+                .where(AuthorityRow.status == "pending")
+                .values(signer_uri=uri)
+            )
+            changed = updated.rowcount == 1  # type: ignore[attr-defined]
+        fresh = self._row(row.role, row.frontdoor)
+        assert fresh is not None
+        if not changed and fresh.status == "active":
+            raise PolicyRefusal(
+                f"the CA was certified meanwhile with the key at "
+                f"{redact_uri(fresh.signer_uri)}; its key cannot be changed here"
+            )
+        return fresh
+
+    def _reserved_row(
+        self, role: str, frontdoor: str, uri: str | None = None
+    ) -> AuthorityRow:
+        """The CA's row, inserted as pending when there is none yet, with the
+        key at ``uri`` or a new key in the configured key store.
 
         Two processes may race here; the unique constraint lets one insert,
         and both then continue with the same row and the same key URI.
@@ -275,7 +330,7 @@ class Hierarchy:
                     role=role,
                     frontdoor=frontdoor,
                     generation=1,
-                    signer_uri=self._new_key_uri(f"{name}-1"),
+                    signer_uri=uri or self._new_key_uri(f"{name}-1"),
                     status="pending",
                     created_at=self._clock.now(),
                 )
@@ -288,23 +343,29 @@ class Hierarchy:
             return row
 
     def _new_key_uri(self, name: str) -> str:
-        scheme = uri_scheme(self._config.key_store)
-        if scheme != "file":
+        """Where a new CA key called ``name`` is made: in the key store."""
+        store = self._config.key_store
+        plugin = load_plugin(uri_scheme(store), self._signer_context)
+        if not isinstance(plugin, KeyGenerator):
             raise SignerError(
-                f"new CA keys can only be generated with the file: key store; "
-                f"{scheme}: keys are created with 'tessera ca init'"
+                f"the key store {redact_uri(store)!r} cannot generate keys; create "
+                "each CA key with the backend's tools and 'tessera ca init --key'"
             )
-        return f"file:keys/{name}.pem"
+        return plugin.key_uri_in_store(store, name)
 
     def _open_or_generate(self, uri: str, spec: KeySpec) -> Signer:
+        """The key at ``uri``; generated only when the backend answered that
+        it holds no such key, never after any other failure."""
         plugin = load_plugin(uri_scheme(uri), self._signer_context)
         try:
             return plugin.open(uri)
-        except SignerError as missing:
-            try:
-                return plugin.generate(uri, spec)
-            except SignerError:
-                raise missing from None
+        except KeyNotFound as missing:
+            if not isinstance(plugin, KeyGenerator):
+                raise SignerError(
+                    f"{missing}; the {uri_scheme(uri)}: backend cannot generate "
+                    "keys, so create the key with its own tools"
+                ) from None
+            return generate_key(plugin, uri, spec)
 
     def _activate(
         self,
@@ -348,13 +409,13 @@ class Hierarchy:
             cached = self._authorities.get(row.key_id)
         if cached is not None:
             return cached
-        signer = load_plugin(uri_scheme(row.signer_uri), self._signer_context).open(
-            row.signer_uri
-        )
+        uri = self._signer_uri(row)
+        signer = load_plugin(uri_scheme(uri), self._signer_context).open(uri)
         certificate = x509.load_der_x509_certificate(row.certificate)
         if signer.public_key() != certificate.public_key():
+            signer.close()
             raise SignerError(
-                f"the key at {row.signer_uri} does not match the certificate of CA "
+                f"the key at {redact_uri(uri)} does not match the certificate of CA "
                 f"{row.key_id}; the key store and the issuer database disagree"
             )
         authority = CertificateAuthority(
@@ -367,6 +428,23 @@ class Hierarchy:
         with self._lock:
             self._authorities.setdefault(row.key_id, authority)
         return authority
+
+    def _signer_uri(self, row: AuthorityRow) -> str:
+        """Where a CA's key is: the configured root_key_uri wins for the
+        platform root (the key may have moved, or its PIN file), and opening
+        checks that it is still the certified key. Intermediates have no
+        such override: when an intermediate's PIN file or module moves, its
+        stored URI must be changed in the database, as no command does it."""
+        if row.role == ROOT and self._config.root_key_uri is not None:
+            return self._config.root_key_uri
+        return row.signer_uri
+
+    def authority_rows(self) -> list[AuthorityRow]:
+        """Every CA this issuer holds or reserved a key for, oldest first."""
+        with self._database.reading() as session:
+            return list(
+                session.scalars(sa.select(AuthorityRow).order_by(AuthorityRow.id)).all()
+            )
 
     def open_all(self) -> list[CertificateAuthority]:
         """Open the signer of every active CA, so that an unreachable key

@@ -1,7 +1,11 @@
 """Software CA keys: PKCS#8 PEM files, readable by their owner only.
 
 URIs are ``file:<path>``; a relative path is resolved against the data
-directory, so a data directory can be moved or restored elsewhere.
+directory, so a data directory can be moved or restored elsewhere. A key
+file may be encrypted; its passphrase comes from an environment variable
+(``file:keys/root.pem?passphrase-env=TESSERA_ROOT_PASSPHRASE``) or a file
+(``?passphrase-file=/run/secrets/root-passphrase``), never from the URI
+itself, which ends up in configuration, the database and logs.
 """
 
 from __future__ import annotations
@@ -17,9 +21,21 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
 )
 
-from signers.api import KeyDescription, KeySpec, Signer, SignerError, SignerPlugin
+from signers.api import (
+    SECRET_ATTRIBUTES,
+    KeyDescription,
+    KeyGenerator,
+    KeyNotFound,
+    KeySpec,
+    Signer,
+    SignerError,
+    SignerPlugin,
+    SignerUri,
+    redact_uri,
+)
 
 _SCHEME = "file"
+_PASSPHRASE_ATTRIBUTES = frozenset({"passphrase-env", "passphrase-file"})
 
 
 def generate_private_key(
@@ -69,24 +85,82 @@ class SoftwareSigner(Signer):
         return self._key
 
 
-class SoftwareSignerPlugin(SignerPlugin):
+class SoftwareSignerPlugin(SignerPlugin, KeyGenerator):
     """Opens and generates ``file:`` keys."""
 
     def key_path(self, uri: str) -> Path:
         """The file a ``file:`` URI names."""
-        scheme, _, location = uri.partition(":")
+        scheme, _, rest = uri.partition(":")
+        location = rest.partition("?")[0]
         if scheme.lower() != _SCHEME or not location:
-            raise SignerError(f"{uri!r} is not a file: signer URI")
+            raise SignerError(f"{redact_uri(uri)!r} is not a file: signer URI")
         location = location.removeprefix("//")
         path = Path(location)
         return path if path.is_absolute() else self.context.data_dir / path
 
+    def key_uri_in_store(self, store: str, name: str) -> str:
+        """``file:`` stores keys under <data_dir>/keys, ``file:DIR`` under DIR;
+        the store's passphrase attribute carries over to every key."""
+        scheme, _, rest = store.partition(":")
+        if scheme.lower() != _SCHEME:
+            raise SignerError(f"{redact_uri(store)!r} is not a file: key store")
+        directory, question, query = rest.partition("?")
+        directory = directory.rstrip("/") or "keys"
+        return f"file:{directory}/{name}.pem{question}{query}"
+
+    def passphrase(self, uri: str) -> bytes | None:
+        """The passphrase the URI points at, or None for a plain key file."""
+        query = SignerUri.parse(uri).query
+        secret = sorted(SECRET_ATTRIBUTES & query.keys())
+        if secret:
+            raise SignerError(
+                f"file: signer URIs may not carry the passphrase itself "
+                f"({secret[0]}=): it would be stored in configuration and the "
+                "database and could reach logs; use passphrase-env=VARIABLE or "
+                "passphrase-file=PATH"
+            )
+        unknown = sorted(query.keys() - _PASSPHRASE_ATTRIBUTES)
+        if unknown:
+            raise SignerError(
+                f"file: signer URI {redact_uri(uri)!r} has the unknown attribute "
+                f"{unknown[0]!r}; file: URIs know passphrase-env and passphrase-file"
+            )
+        if len(query) > 1:
+            raise SignerError(
+                "a file: signer URI names either passphrase-env or passphrase-file, "
+                "not both"
+            )
+        if "passphrase-env" in query:
+            variable = query["passphrase-env"]
+            value = self.context.environ.get(variable)
+            if not value:
+                raise SignerError(
+                    f"the environment variable {variable} that should hold the "
+                    f"passphrase of {self.key_path(uri)} is not set or empty"
+                )
+            return value.encode()
+        if "passphrase-file" in query:
+            source = Path(query["passphrase-file"].removeprefix("file:"))
+            try:
+                text = source.read_text()
+            except OSError as error:
+                raise SignerError(
+                    f"the passphrase file {source} cannot be read ({error.strerror})"
+                ) from None
+            # Editors and echo add one line end; the passphrase is the line.
+            value = text.removesuffix("\n").removesuffix("\r")
+            if not value:
+                raise SignerError(f"the passphrase file {source} is empty")
+            return value.encode()
+        return None
+
     def open(self, uri: str) -> Signer:
         path = self.key_path(uri)
+        passphrase = self.passphrase(uri)
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
-            raise SignerError(f"CA key file {path} does not exist") from None
+            raise KeyNotFound(f"CA key file {path} does not exist") from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise SignerError(
                 f"CA key file {path} can be read by other users "
@@ -98,16 +172,7 @@ class SoftwareSignerPlugin(SignerPlugin):
             raise SignerError(
                 f"CA key file {path} cannot be read ({error.strerror})"
             ) from None
-        try:
-            key = serialization.load_pem_private_key(pem, password=None)
-        except TypeError:
-            raise SignerError(
-                f"CA key file {path} is encrypted and no passphrase was configured"
-            ) from None
-        except ValueError:
-            raise SignerError(
-                f"CA key file {path} does not hold a PEM private key"
-            ) from None
+        key = _load_key(pem, path, passphrase)
         if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
             raise SignerError(
                 f"CA key file {path} holds a {type(key).__name__}; "
@@ -117,11 +182,15 @@ class SoftwareSignerPlugin(SignerPlugin):
 
     def generate(self, uri: str, spec: KeySpec) -> Signer:
         path = self.key_path(uri)
+        passphrase = self.passphrase(uri)
         key = generate_private_key(spec)
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
         pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if path.exists():
@@ -141,3 +210,27 @@ class SoftwareSignerPlugin(SignerPlugin):
         finally:
             os.unlink(temporary)
         return SoftwareSigner(key, uri)
+
+
+def _load_key(pem: bytes, path: Path, passphrase: bytes | None) -> object:
+    """The private key in ``pem``; errors name the file, never the passphrase."""
+    try:
+        return serialization.load_pem_private_key(pem, password=passphrase)
+    except TypeError:
+        if passphrase is None:
+            raise SignerError(
+                f"CA key file {path} is encrypted and no passphrase was configured; "
+                "add ?passphrase-env=VARIABLE or ?passphrase-file=PATH to its URI"
+            ) from None
+        raise SignerError(
+            f"CA key file {path} is not encrypted, but its URI names a passphrase; "
+            "remove the passphrase attribute or encrypt the file"
+        ) from None
+    except ValueError:
+        if passphrase is not None and b"ENCRYPTED" in pem:
+            raise SignerError(
+                f"the passphrase configured for CA key file {path} does not decrypt it"
+            ) from None
+        raise SignerError(
+            f"CA key file {path} does not hold a PEM private key"
+        ) from None

@@ -25,13 +25,16 @@ from cryptography.x509 import ocsp
 
 from signers.api import (
     KeyDescription,
+    KeyNotFound,
     KeySpec,
     Signer,
     SignerContext,
     SignerError,
     SignerPlugin,
+    generate_key,
     load_plugin,
     open_signer,
+    redact_uri,
     uri_scheme,
 )
 from signers.software import SoftwareSigner, SoftwareSignerPlugin
@@ -279,7 +282,7 @@ def test_unknown_scheme_lists_installed_plugins(context: SignerContext) -> None:
 
     message = str(caught.value)
     assert "no signer plugin handles the URI scheme 'vault'" in message
-    assert "installed plugins: file" in message
+    assert "installed plugins: file, pkcs11" in message
 
 
 def test_uri_without_scheme_is_refused_without_its_attributes(
@@ -296,13 +299,26 @@ def test_uri_scheme_is_lower_case() -> None:
     assert uri_scheme("PKCS11:object=root") == "pkcs11"
 
 
-def test_base_plugin_cannot_generate_keys(context: SignerContext) -> None:
+def test_plugin_without_key_generation_refuses_to_generate(
+    context: SignerContext,
+) -> None:
+    """Key generation is a capability of its own (KeyGenerator), not a
+    method every plugin must stub out."""
+
     class OpenOnly(SignerPlugin):
         def open(self, uri: str) -> Signer:
             raise SignerError("not used")
 
     with pytest.raises(SignerError, match="cannot generate keys"):
-        OpenOnly(context).generate("x:y", "ec-p256")
+        generate_key(OpenOnly(context), "x:y", "ec-p256")
+
+
+def test_software_plugin_generates_through_generate_key(
+    plugin: SoftwareSignerPlugin, tmp_path: Path
+) -> None:
+    signer = generate_key(plugin, "file:root.pem", "ec-p256")
+
+    assert plugin.open("file:root.pem").public_key() == signer.public_key()
 
 
 # The delegating private key -------------------------------------------------
@@ -630,3 +646,134 @@ def test_key_files_written_by_generate_are_not_world_readable_under_any_umask(
     path = tmp_path / "permissive" / "root.pem"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+# Encrypted key files ------------------------------------------------------
+
+PASSPHRASE = "correct-horse-battery"
+
+
+def _encrypted(key: ec.EllipticCurvePrivateKey, passphrase: str) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode()),
+    )
+
+
+def test_opens_encrypted_key_with_passphrase_from_environment(
+    tmp_path: Path,
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_key(tmp_path / "root.pem", _encrypted(key, PASSPHRASE))
+    plugin = SoftwareSignerPlugin(
+        SignerContext(data_dir=tmp_path, environ={"ROOT_PASSPHRASE": PASSPHRASE})
+    )
+
+    signer = plugin.open("file:root.pem?passphrase-env=ROOT_PASSPHRASE")
+
+    assert signer.public_key() == key.public_key()
+
+
+def test_opens_encrypted_key_with_passphrase_from_file(
+    plugin: SoftwareSignerPlugin, tmp_path: Path
+) -> None:
+    """The file's one trailing line end is not part of the passphrase."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_key(tmp_path / "root.pem", _encrypted(key, PASSPHRASE))
+    (tmp_path / "passphrase").write_text(PASSPHRASE + "\n")
+
+    signer = plugin.open(f"file:root.pem?passphrase-file={tmp_path / 'passphrase'}")
+
+    assert signer.public_key() == key.public_key()
+
+
+def test_generates_encrypted_key_file_when_a_passphrase_is_configured(
+    tmp_path: Path,
+) -> None:
+    plugin = SoftwareSignerPlugin(
+        SignerContext(data_dir=tmp_path, environ={"ROOT_PASSPHRASE": PASSPHRASE})
+    )
+    uri = "file:keys/root.pem?passphrase-env=ROOT_PASSPHRASE"
+
+    signer = plugin.generate(uri, "ec-p384")
+
+    path = tmp_path / "keys" / "root.pem"
+    assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert plugin.open(uri).public_key() == signer.public_key()
+    with pytest.raises(SignerError, match="no passphrase was configured"):
+        plugin.open("file:keys/root.pem")
+
+
+@pytest.mark.parametrize(
+    ("uri", "environ", "message"),
+    [
+        (
+            "file:root.pem?passphrase-env=ROOT_PASSPHRASE",
+            {},
+            "environment variable ROOT_PASSPHRASE that should hold the passphrase",
+        ),
+        (
+            "file:root.pem?passphrase-env=ROOT_PASSPHRASE",
+            {"ROOT_PASSPHRASE": "not-the-passphrase"},
+            "does not decrypt it",
+        ),
+        (
+            "file:root.pem?passphrase-file=/nonexistent/passphrase",
+            {},
+            "passphrase file /nonexistent/passphrase cannot be read",
+        ),
+        (
+            f"file:root.pem?passphrase={PASSPHRASE}",
+            {},
+            "may not carry the passphrase itself",
+        ),
+        (
+            "file:root.pem?password-env=X",
+            {},
+            "unknown attribute 'password-env'",
+        ),
+    ],
+    ids=["variable-unset", "wrong-passphrase", "file-missing", "inline", "unknown"],
+)
+def test_refuses_encrypted_key_without_its_passphrase_and_never_shows_it(
+    tmp_path: Path, uri: str, environ: dict[str, str], message: str
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    write_key(tmp_path / "root.pem", _encrypted(key, PASSPHRASE))
+    plugin = SoftwareSignerPlugin(SignerContext(data_dir=tmp_path, environ=environ))
+
+    with pytest.raises(SignerError, match=message) as caught:
+        plugin.open(uri)
+
+    assert PASSPHRASE not in str(caught.value)
+    assert "not-the-passphrase" not in str(caught.value)
+
+
+def test_refuses_passphrase_for_a_key_file_that_is_not_encrypted(
+    tmp_path: Path,
+) -> None:
+    write_key(tmp_path / "root.pem", pkcs8(ec.generate_private_key(ec.SECP256R1())))
+    plugin = SoftwareSignerPlugin(
+        SignerContext(data_dir=tmp_path, environ={"ROOT_PASSPHRASE": PASSPHRASE})
+    )
+
+    with pytest.raises(SignerError, match="is not encrypted, but its URI names"):
+        plugin.open("file:root.pem?passphrase-env=ROOT_PASSPHRASE")
+
+
+def test_missing_key_file_is_key_not_found(plugin: SoftwareSignerPlugin) -> None:
+    """Only a missing key may lead the hierarchy to generate a new one."""
+    with pytest.raises(KeyNotFound):
+        plugin.open("file:absent.pem")
+
+
+def test_redact_uri_hides_secret_attribute_values() -> None:
+    assert (
+        redact_uri("pkcs11:token=t;object=o?pin-value=1234&module-path=/m.so")
+        == "pkcs11:token=t;object=o?pin-value=[redacted]&module-path=/m.so"
+    )
+    assert redact_uri("file:k.pem?passphrase=s3cret") == (
+        "file:k.pem?passphrase=[redacted]"
+    )
