@@ -61,7 +61,10 @@ def create_engine(url: str, *, immediate: bool = False) -> Engine:
         # Let SQLAlchemy's begin event decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file, set once by migrate(). Setting it
+        # here again would race other connections opening the same file:
+        # SQLite answers that pragma "database is locked" at once, without
+        # waiting out the busy timeout.
         cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -115,7 +118,19 @@ def migrate(url: str, component: str) -> None:
     config.attributes["version_table"] = f"alembic_version_{component}"
 
     with _migration_lock(url):
+        if is_sqlite(url):
+            _use_wal(url)
         command.upgrade(config, "head")
+
+
+def _use_wal(url: str) -> None:
+    """Put a SQLite file into WAL mode; the mode stays with the file."""
+    engine = sa.create_engine(url, future=True)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager
