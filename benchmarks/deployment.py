@@ -176,6 +176,7 @@ class Deployment:
             "issuer",
             base,
             TESSERA_ISSUER__LISTEN=self.addresses["issuer"],
+            TESSERA_ISSUER__PUBLICATION_LISTEN=f"127.0.0.1:{free_port()}",
             TESSERA_ISSUER__REGISTRY_ADDRESS=self.addresses[registries[-1]],
         )
         for index, name in enumerate(validators):

@@ -22,6 +22,7 @@ from services.common.metrics import serve_metrics
 from services.common.revocation_cache import RevocationCache, open_cache
 from services.common.rpc import RunningServer, open_channel, start_server
 from services.issuer.authority import Hierarchy
+from services.issuer.publication import PublicationServer, ca_certificate_routes
 from services.issuer.server import SERVICE_NAME as ISSUER_SERVICE
 from services.issuer.server import IssuerServicer
 from services.issuer.service import Issuer
@@ -63,6 +64,8 @@ class Suite:
     _closers: list[Callable[[], None]] = dataclasses.field(default_factory=list)
     # The validator's subscription to the revocation stream, when it runs.
     revocation_subscriber: RevocationSubscriber | None = None
+    # The issuer's public HTTP listener (host:port), when it runs.
+    publication: str | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
@@ -225,6 +228,12 @@ def _start_issuer(
         ),
         [ISSUER_SERVICE],
     )
+    if settings.issuer.publication_listen:
+        publication = PublicationServer(
+            settings.issuer.publication_listen, ca_certificate_routes(hierarchy)
+        )
+        suite.publication = publication.start()
+        suite._closers.append(publication.stop)
 
 
 def _start_validator(

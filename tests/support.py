@@ -58,7 +58,7 @@ def suite_settings(data_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
         "metrics_listen": "",
-        "issuer": {"listen": "127.0.0.1:0"},
+        "issuer": {"listen": "127.0.0.1:0", "publication_listen": "127.0.0.1:0"},
         "registry": {"listen": "127.0.0.1:0", "cache_sync_interval_seconds": 0.2},
         "validator": {"listen": "127.0.0.1:0", "trust_store_ttl_seconds": 0},
     }
@@ -224,12 +224,17 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def tessera_env(**values: str) -> dict[str, str]:
-    """The environment for a ``tessera`` subprocess."""
+    """The environment for a ``tessera`` subprocess.
+
+    The issuer's public HTTP listener takes a free port unless ``values``
+    choose one, so that processes of parallel tests never collide on it.
+    """
     environment = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("TESSERA_")
     }
+    environment["TESSERA_ISSUER__PUBLICATION_LISTEN"] = "127.0.0.1:0"
     environment.update(values)
     return environment
 

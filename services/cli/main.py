@@ -259,6 +259,8 @@ def _serve(options: argparse.Namespace) -> int:
     print(f"  data directory  {settings.data_dir}")
     for name in services:
         print(f"  {name:<15} {suite.address(name)}")
+    if suite.publication:
+        print(f"  publication     http://{suite.publication} (CRLs, OCSP, CAs)")
     if metrics:
         print(f"  metrics         http://{metrics}/metrics")
     if "registry" in services:

@@ -48,6 +48,9 @@ class IssuerConfig(_Section):
     database_url: str | None = None
     # Base of the CRL, OCSP and CA-certificate URLs written into certificates.
     public_base_url: str = "http://127.0.0.1:8080"
+    # The public HTTP listener serving those URLs (DESIGN, "Listeners");
+    # "" switches it off, for an issuer behind a separate publisher.
+    publication_listen: str = "127.0.0.1:8080"
     organization: str = "Tessera"
     root_validity_days: int = Field(default=7300, ge=1, le=36500)
     intermediate_validity_days: int = Field(default=1825, ge=1, le=36500)

@@ -439,6 +439,21 @@ class Hierarchy:
             return self._config.root_key_uri
         return row.signer_uri
 
+    def by_key_id(self, key_id: str) -> CertificateAuthority | None:
+        """The active CA whose subject key identifier is ``key_id`` (hex),
+        or None when this issuer holds no such CA."""
+        with self._lock:
+            cached = self._authorities.get(key_id)
+        if cached is not None:
+            return cached
+        with self._database.reading() as session:
+            row = session.scalars(
+                sa.select(AuthorityRow)
+                .where(AuthorityRow.key_id == key_id)
+                .where(AuthorityRow.status == "active")
+            ).one_or_none()
+        return None if row is None else self._open(row)
+
     def authority_rows(self) -> list[AuthorityRow]:
         """Every CA this issuer holds or reserved a key for, oldest first."""
         with self._database.reading() as session:
