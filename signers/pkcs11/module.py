@@ -239,7 +239,7 @@ class Module:
             present = ", ".join(repr(token.label) for token in tokens if token.label)
             raise SignerError(
                 f"the PKCS#11 module {self.path} has no {name}; tokens present: "
-                f"{present or 'none'}"
+                f"{present or 'none'}{_token_directory_hint(self.path)}"
             )
         raise SignerError(
             f"the PKCS#11 module {self.path} has {len(matches)} tokens matching "
@@ -272,6 +272,20 @@ class Module:
             raise ConnectionLost(f"the {name} went away during login")
         reason = _LOGIN_FAILURES.get(result, f"the token refused it (CKR 0x{result:X})")
         raise SignerError(f"cannot log in to the {name}: {reason}")
+
+
+def _token_directory_hint(module_path: str) -> str:
+    """Where SoftHSM2 looked for tokens, which is the usual reason it has
+    none: SOFTHSM2_CONF is set in one terminal and not in the other."""
+    if "softhsm" not in Path(module_path).name.lower():
+        return ""
+    configured = os.environ.get("SOFTHSM2_CONF")
+    where = (
+        f"SOFTHSM2_CONF={configured}"
+        if configured
+        else "SOFTHSM2_CONF is not set, so SoftHSM2 read /etc/softhsm/softhsm2.conf"
+    )
+    return f" ({where}; export the SOFTHSM2_CONF the token was made with)"
 
 
 def _serial_text(serial: bytes | str) -> str:

@@ -459,8 +459,10 @@ def test_signing_fails_clearly_while_the_token_is_gone_and_recovers_when_back(
     monkeypatch.setenv("SOFTHSM2_CONF", str(empty / "softhsm2.conf"))
     module.reinitialize()
 
-    with pytest.raises(SignerError, match=f"has no token '{softhsm.label}'"):
+    with pytest.raises(SignerError, match=f"has no token '{softhsm.label}'") as gone:
         signer.sign(b"while gone", hashes.SHA256())
+    # SoftHSM2's usual reason for having no token: which SOFTHSM2_CONF it read.
+    assert f"SOFTHSM2_CONF={empty / 'softhsm2.conf'}" in str(gone.value)
 
     monkeypatch.setenv("SOFTHSM2_CONF", str(softhsm.directory / "softhsm2.conf"))
     module.reinitialize()
