@@ -4,8 +4,10 @@ subject text, subject alternative names, key type, and protobuf timestamps."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,6 +34,15 @@ def timestamp(moment: dt.datetime) -> Timestamp:
 def from_timestamp(stamp: Timestamp) -> dt.datetime:
     """An aware UTC datetime from a protobuf Timestamp."""
     return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def spki_sha256(public_key: PublicKeyTypes) -> str:
+    """SHA-256 of a key's DER SubjectPublicKeyInfo, hex: the key's identity
+    whatever certificate or CSR carries it."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
 
 
 def subject_text(name: x509.Name) -> str:

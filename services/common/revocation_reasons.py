@@ -20,6 +20,16 @@ RFC_NAMES: dict[int, str] = {
 }
 
 
+# Reasons that report the certificate's key compromised; the key is refused
+# for every later certificate.
+COMPROMISE_REASONS = frozenset(
+    {
+        common_pb2.REVOCATION_REASON_KEY_COMPROMISE,
+        common_pb2.REVOCATION_REASON_CA_COMPROMISE,
+    }
+)
+
+
 def rfc_name(reason: int) -> str:
     """The RFC 5280 name of a reason code, for messages and logs."""
     return RFC_NAMES.get(reason, f"reason {reason}")

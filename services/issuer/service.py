@@ -12,7 +12,7 @@ from google.protobuf import field_mask_pb2
 
 from services.common import identifiers, metrics
 from services.common.audit import AuditLog
-from services.common.certificate_facts import from_timestamp
+from services.common.certificate_facts import from_timestamp, spki_sha256
 from services.common.clock import Clock
 from services.common.config import KeyPolicyConfig
 from services.common.errors import (
@@ -139,6 +139,9 @@ class Issuer:
                 f"{validity_days}"
             )
 
+        # A key once reported compromised never gets a certificate again.
+        self._refuse_compromised_key(accepted)
+
         # Step 3: sign with the frontdoor's intermediate. The registry lists
         # revoked and expired intermediates too; only an active one may sign.
         active_key_ids = [
@@ -170,6 +173,19 @@ class Issuer:
             certificate=record.certificate,
             chain=[authority.der, root.der],
             record=record,
+        )
+
+    def _refuse_compromised_key(self, accepted: AcceptedRequest) -> None:
+        status = self._registry.key_status(spki_sha256(accepted.public_key))
+        if not status.compromised:
+            return
+        revocation = status.revocation
+        raise PolicyRefusal(
+            "the CSR's public key was reported compromised when certificate "
+            f"{revocation.serial_number} of frontdoor {revocation.frontdoor!r} was "
+            f"revoked ({rfc_name(revocation.reason)}, "
+            f"{from_timestamp(revocation.revocation_date).isoformat()}); make a new "
+            "key and CSR"
         )
 
     def _sign_client_certificate(

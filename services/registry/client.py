@@ -89,3 +89,8 @@ class RegistryClient:
             return self._stub.GetRevocationStatus(
                 request, timeout=timeout or self._timeout
             )
+
+    def key_status(self, spki_sha256: str) -> registry_pb2.KeyStatus:
+        request = registry_pb2.GetKeyStatusRequest(spki_sha256=spki_sha256)
+        with calling(_SERVICE):
+            return self._stub.GetKeyStatus(request, timeout=self._timeout)

@@ -96,6 +96,20 @@ class RevocationRow(RegistryBase):
     invalidity_date: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
+class CompromisedKeyRow(RegistryBase):
+    """A public key that a keyCompromise or cACompromise revocation reported
+    compromised; no certificate is issued for it again."""
+
+    __tablename__ = "compromised_keys"
+
+    # SHA-256 of the DER SubjectPublicKeyInfo, hex.
+    spki_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # The first revocation that reported it.
+    revocation_sequence: Mapped[int] = mapped_column(
+        sa.BigInteger, sa.ForeignKey("revocation_log.sequence")
+    )
+
+
 class CounterRow(RegistryBase):
     """A named counter; taking a number updates the row, which locks it."""
 

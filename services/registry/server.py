@@ -175,6 +175,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             request.issuer_key_id, request.serial_number
         )
 
+    def GetKeyStatus(
+        self,
+        request: registry_pb2.GetKeyStatusRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.KeyStatus:
+        return self._store.key_status(request.spki_sha256)
+
     def WatchRevocations(
         self,
         request: registry_pb2.WatchRevocationsRequest,

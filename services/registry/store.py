@@ -40,10 +40,14 @@ from services.common.frontdoors import (
     effective_settings,
 )
 from services.common.revocation_cache import CachedRevocation
-from services.common.revocation_reasons import check_revocation_reason
+from services.common.revocation_reasons import (
+    COMPROMISE_REASONS,
+    check_revocation_reason,
+)
 from services.registry.models import (
     REVOCATION_COUNTER,
     CertificateRow,
+    CompromisedKeyRow,
     CounterRow,
     FrontdoorRow,
     RevocationRow,
@@ -391,6 +395,8 @@ class RegistryStore:
                     invalidity_date=invalidity_date,
                 )
                 session.add(row)
+                if reason in COMPROMISE_REASONS:
+                    self._mark_key_compromised(session, certificate, sequence)
                 certificate.status = (
                     "on_hold"
                     if reason == common_pb2.REVOCATION_REASON_CERTIFICATE_HOLD
@@ -403,6 +409,35 @@ class RegistryStore:
             with self._database.reading() as session:
                 self._refuse_revoked(session, _find_certificate(session, selector))
             raise
+
+    @staticmethod
+    def _mark_key_compromised(
+        session: Session, certificate: CertificateRow, sequence: int
+    ) -> None:
+        key = facts.spki_sha256(_load_certificate(certificate.der).public_key())
+        if session.get(CompromisedKeyRow, key) is None:
+            session.add(
+                CompromisedKeyRow(spki_sha256=key, revocation_sequence=sequence)
+            )
+
+    def key_status(self, spki_sha256: str) -> registry_pb2.KeyStatus:
+        """Whether a revocation reported this public key compromised."""
+        key = spki_sha256.strip().lower()
+        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
+            raise InvalidArgument(
+                "spki_sha256 must be the SHA-256 of the DER SubjectPublicKeyInfo "
+                "as 64 hex digits"
+            )
+
+        with self._database.reading() as session:
+            row = session.get(CompromisedKeyRow, key)
+            if row is None:
+                return registry_pb2.KeyStatus(compromised=False)
+            revocation = session.get(RevocationRow, row.revocation_sequence)
+            assert revocation is not None  # a foreign key keeps it
+            return registry_pb2.KeyStatus(
+                compromised=True, revocation=_revocation_message(revocation)
+            )
 
     def list_revocations(
         self, after_sequence: int, limit: int

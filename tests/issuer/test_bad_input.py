@@ -420,6 +420,37 @@ def test_frontdoor_with_a_revoked_intermediate_issues_nothing(
     )
 
 
+@pytest.mark.parametrize(
+    ("reason", "refused"),
+    [
+        (common_pb2.REVOCATION_REASON_KEY_COMPROMISE, True),
+        (common_pb2.REVOCATION_REASON_SUPERSEDED, False),
+    ],
+)
+def test_a_key_revoked_for_compromise_gets_no_new_certificate(
+    clients: Clients, reason: int, refused: bool
+) -> None:
+    """A CSR for a key once revoked as compromised is refused, at every
+    frontdoor; a key whose certificate was merely superseded is not."""
+    other = f"after-reason-{reason}"
+    clients.create_frontdoor(other)
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = clients.issue(FRONTDOOR, make_csr(key=key))
+    clients.revoke(_sha256(issued.certificate), reason)
+
+    if not refused:
+        clients.issue(other, make_csr(key=key))
+        return
+    for frontdoor in (FRONTDOOR, other):
+        assert_refused_cleanly(
+            clients,
+            lambda frontdoor=frontdoor: clients.issue(frontdoor, make_csr(key=key)),
+            REFUSED,
+            "public key was reported compromised",
+            "make a new key and CSR",
+        )
+
+
 # Frontdoors ----------------------------------------------------------------
 
 

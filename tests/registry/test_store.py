@@ -12,11 +12,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
+import services.registry
+from services.common import certificate_facts as facts
 from services.common import identifiers
 from services.common.config import KeyPolicyConfig
 from services.common.database import Database, migrate
@@ -1272,3 +1276,131 @@ def test_concurrent_retries_of_register_frontdoor_are_harmless(
 
     assert all(isinstance(result, common_pb2.Frontdoor) for result in results), results
     assert len(store.list_frontdoors()) == 1
+
+
+# Compromised keys -------------------------------------------------------------
+
+
+def _spki(certificate: x509.Certificate) -> str:
+    return facts.spki_sha256(certificate.public_key())
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [KEY_COMPROMISE, common_pb2.REVOCATION_REASON_CA_COMPROMISE],
+)
+def test_compromise_revocation_marks_the_key_compromised(
+    store: RegistryStore, payments: Ca, clock: ManualClock, reason: int
+) -> None:
+    client = record_client(store, payments, clock)
+
+    revocation = store.record_revocation(by_fingerprint(client), reason, None)
+
+    status = store.key_status(_spki(client))
+    assert status.compromised
+    assert status.revocation == revocation
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        common_pb2.REVOCATION_REASON_SUPERSEDED,
+        common_pb2.REVOCATION_REASON_CERTIFICATE_HOLD,
+        common_pb2.REVOCATION_REASON_UNSPECIFIED,
+    ],
+)
+def test_other_revocations_leave_the_key_usable(
+    store: RegistryStore, payments: Ca, clock: ManualClock, reason: int
+) -> None:
+    client = record_client(store, payments, clock)
+
+    store.record_revocation(by_fingerprint(client), reason, None)
+
+    assert not store.key_status(_spki(client)).compromised
+
+
+def test_a_key_compromised_twice_keeps_its_first_revocation(
+    store: RegistryStore, payments: Ca, clock: ManualClock
+) -> None:
+    """Two certificates for one key: the first compromise revocation is kept."""
+    client = record_client(store, payments, clock)
+    key = ec.generate_private_key(ec.SECP256R1())
+    twins = [
+        _builder(
+            f"twin-{n}.example",
+            payments.certificate.subject,
+            key.public_key(),
+            clock.now(),
+            clock.now() + dt.timedelta(days=30),
+            None,
+        )
+        .add_extension(_aki(payments), critical=False)
+        .sign(payments.key, hashes.SHA256())
+        for n in range(2)
+    ]
+    for twin in twins:
+        store.record_certificate(der(twin), "payments", "a twin", CLIENT)
+
+    first = store.record_revocation(by_fingerprint(twins[0]), KEY_COMPROMISE, None)
+    store.record_revocation(by_fingerprint(twins[1]), KEY_COMPROMISE, None)
+
+    assert store.key_status(_spki(twins[1])).revocation == first
+    assert not store.key_status(_spki(client)).compromised
+
+
+@pytest.mark.parametrize("text", ["", "zz" * 32, "ab" * 31, "ab" * 33])
+def test_rejects_malformed_key_hashes(sqlite_store: RegistryStore, text: str) -> None:
+    with pytest.raises(InvalidArgument, match="64 hex digits"):
+        sqlite_store.key_status(text)
+
+
+def test_migration_enters_keys_revoked_before_it(tmp_path: Path) -> None:
+    """A database at r0001 with a keyCompromise revocation gets the key
+    entered by r0002, so older revocations block the key too."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    root = make_root(START)
+    intermediate = make_intermediate(root, START)
+    client = make_client(intermediate, START)
+    _migrate_registry_to(url, "r0001")
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO certificates (id, fingerprint, serial_number, "
+                "issuer_key_id, subject_key_id, kind, name, subject, "
+                "subject_alt_names, not_valid_before, not_valid_after, key_type, "
+                "status, created_at, der) VALUES (1, 'f', '1', 'k', '', 'client', "
+                "'', '', '[]', :now, :now, 'ec', 'revoked', :now, :der)"
+            ),
+            {"now": START.replace(tzinfo=None), "der": der(client)},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO revocation_log (sequence, certificate_id, "
+                "issuer_key_id, serial_number, fingerprint, frontdoor, reason, "
+                "revocation_date) VALUES (7, 1, 'k', '1', 'f', 'payments', 1, :now)"
+            ),
+            {"now": START.replace(tzinfo=None)},
+        )
+    engine.dispose()
+
+    migrate(url, "registry")
+
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT spki_sha256, revocation_sequence FROM compromised_keys")
+        ).all()
+    engine.dispose()
+    assert rows == [(_spki(client), 7)]
+
+
+def _migrate_registry_to(url: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option(
+        "script_location",
+        str(Path(services.registry.__file__).parent / "migrations"),
+    )
+    config.set_main_option("sqlalchemy.url", url)
+    config.attributes["version_table"] = "alembic_version_registry"
+    command.upgrade(config, revision)

@@ -191,6 +191,20 @@ class WatchRevocationsRequest(_message.Message):
     from_sequence: int
     def __init__(self, from_sequence: _Optional[int] = ...) -> None: ...
 
+class GetKeyStatusRequest(_message.Message):
+    __slots__ = ("spki_sha256",)
+    SPKI_SHA256_FIELD_NUMBER: _ClassVar[int]
+    spki_sha256: str
+    def __init__(self, spki_sha256: _Optional[str] = ...) -> None: ...
+
+class KeyStatus(_message.Message):
+    __slots__ = ("compromised", "revocation")
+    COMPROMISED_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    compromised: bool
+    revocation: _common_pb2.Revocation
+    def __init__(self, compromised: _Optional[bool] = ..., revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ...) -> None: ...
+
 class RevocationEvent(_message.Message):
     __slots__ = ("revocation", "heartbeat")
     REVOCATION_FIELD_NUMBER: _ClassVar[int]

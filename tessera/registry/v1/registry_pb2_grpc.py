@@ -90,6 +90,11 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationStatus.FromString,
                 _registered_method=True)
+        self.GetKeyStatus = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/GetKeyStatus',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetKeyStatusRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.KeyStatus.FromString,
+                _registered_method=True)
         self.WatchRevocations = channel.unary_stream(
                 '/tessera.registry.v1.RegistryService/WatchRevocations',
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.SerializeToString,
@@ -176,6 +181,15 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetKeyStatus(self, request, context):
+        """Whether a public key is known to be compromised: a certificate for it
+        was revoked for keyCompromise or cACompromise. The issuer refuses CSRs
+        for such keys.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchRevocations(self, request, context):
         """Streams the revocation log: first every entry after from_sequence, in
         order, then each new entry as it commits, without gaps or repeats, with
@@ -245,6 +259,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetRevocationStatus,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationStatus.SerializeToString,
+            ),
+            'GetKeyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyStatus,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetKeyStatusRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.KeyStatus.SerializeToString,
             ),
             'WatchRevocations': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchRevocations,
@@ -549,6 +568,33 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/GetRevocationStatus',
             tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/GetKeyStatus',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.GetKeyStatusRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.KeyStatus.FromString,
             options,
             channel_credentials,
             insecure,
