@@ -118,6 +118,25 @@ def test_openssl_csr_is_issued_validated_and_revoked(
     assert '"subject": "CN=payments-api,O=Example"' in output
     assert '"reason": "REVOCATION_REASON_KEY_COMPROMISE"' in output
 
+    code, output = _cli(suite, "cert", "show", str(cert))
+    assert code == 0, output
+    assert '"status": "CERTIFICATE_STATUS_REVOKED"' in output
+
+    # The compromised key gets no certificate again.
+    code, output = _cli(
+        suite,
+        "cert",
+        "request",
+        "--frontdoor",
+        "payments",
+        "--csr",
+        str(csr),
+        "--out",
+        str(tmp_path / "again.pem"),
+    )
+    assert code == 2, output
+    assert "public key was reported compromised" in output
+
 
 def test_certificate_of_another_frontdoor_is_refused(clients: Clients) -> None:
     """Frontdoors share the platform root, yet one's certificate is refused at

@@ -732,9 +732,15 @@ def _cert_show(options: argparse.Namespace) -> int:
     elif options.serial and options.frontdoor:
         request.frontdoor_serial.frontdoor = options.frontdoor
         request.frontdoor_serial.serial_number = options.serial
+    elif options.certificate:
+        certificate = _load_certificates(
+            _read(options.certificate), options.certificate
+        )[0]
+        request.fingerprint_sha256 = identifiers.fingerprint(certificate)
     else:
         raise CommandError(
-            "name the certificate: --fingerprint FP, or --serial S with --frontdoor F"
+            "name the certificate: --fingerprint FP, --serial S with --frontdoor F, or "
+            "a certificate file"
         )
     record = _registry(options).GetCertificate(request, timeout=_DEADLINE_SECONDS)
     shown = json_format.MessageToDict(record, preserving_proto_field_name=True)
@@ -1062,18 +1068,26 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument(
         "certificate", type=Path, nargs="?", help="the certificate file"
     )
-    revoke.add_argument("--fingerprint")
-    revoke.add_argument("--serial")
-    revoke.add_argument("--frontdoor")
-    revoke.add_argument("--reason", choices=sorted(_REASONS), default="unspecified")
+    _certificate_selector_options(revoke)
+    revoke.add_argument(
+        "--reason",
+        choices=sorted(_REASONS),
+        default="unspecified",
+        help="RFC 5280 reason; key-compromise also bars the key from new "
+        "certificates (default: unspecified)",
+    )
     revoke.set_defaults(run=_cert_revoke)
 
     listing = cert.add_parser(
         "list", parents=[anywhere], help="list recorded certificates"
     )
-    listing.add_argument("--frontdoor")
-    listing.add_argument("--status", choices=sorted(_STATUSES))
-    listing.add_argument("--page-size", type=int, default=100)
+    listing.add_argument("--frontdoor", help="only this frontdoor's certificates")
+    listing.add_argument(
+        "--status", choices=sorted(_STATUSES), help="only certificates in this status"
+    )
+    listing.add_argument(
+        "--page-size", type=int, default=100, help="certificates a page (default 100)"
+    )
     listing.add_argument("--all", action="store_true", help="follow every page")
     listing.add_argument("--json", action="store_true", help="JSON output")
     listing.set_defaults(run=_cert_list)
@@ -1081,9 +1095,10 @@ def _parser() -> argparse.ArgumentParser:
     show_cert = cert.add_parser(
         "show", parents=[anywhere], help="show one recorded certificate"
     )
-    show_cert.add_argument("--fingerprint")
-    show_cert.add_argument("--serial")
-    show_cert.add_argument("--frontdoor")
+    show_cert.add_argument(
+        "certificate", type=Path, nargs="?", help="the certificate file"
+    )
+    _certificate_selector_options(show_cert)
     show_cert.set_defaults(run=_cert_show)
 
     revocations = _group(commands, "revocations", "follow the revocation log")
@@ -1117,6 +1132,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.set_defaults(run=_audit_verify)
     return parser
+
+
+def _certificate_selector_options(parser: argparse.ArgumentParser) -> None:
+    """The ways to name a recorded certificate besides its file."""
+    parser.add_argument("--fingerprint", help="SHA-256 of the certificate's DER, hex")
+    parser.add_argument(
+        "--serial", help="serial number, hex as 'tessera cert list' shows it"
+    )
+    parser.add_argument("--frontdoor", help="the frontdoor the serial belongs to")
 
 
 def _group(commands: Any, name: str, help_text: str) -> Any:
