@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.common.errors import InvalidArgument
 from tessera.common.v1 import common_pb2
 
 _SAN_TYPES: dict[type[x509.GeneralName], common_pb2.SubjectAltName.Type] = {
@@ -34,6 +35,19 @@ def timestamp(moment: dt.datetime) -> Timestamp:
 def from_timestamp(stamp: Timestamp) -> dt.datetime:
     """An aware UTC datetime from a protobuf Timestamp."""
     return stamp.ToDatetime(tzinfo=dt.UTC)
+
+
+def request_timestamp(stamp: Timestamp, field: str) -> dt.datetime:
+    """An aware UTC datetime from a Timestamp a caller sent; InvalidArgument
+    when it lies outside what a Timestamp may hold (years 1 to 9999, nanos
+    0 to 999,999,999)."""
+    try:
+        return stamp.ToDatetime(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            f"{field} is not a valid timestamp (seconds {stamp.seconds}, nanos "
+            f"{stamp.nanos}); send a time between years 1 and 9999"
+        ) from None
 
 
 def spki_sha256(public_key: PublicKeyTypes) -> str:

@@ -44,8 +44,14 @@ _PRIVATE_KEY_PEM = re.compile(
     r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(-----END \1PRIVATE KEY-----|\Z)",
     re.DOTALL,
 )
-# user:password@ in URLs such as redis://:hunter2@host/0
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@/\s]*@")
+# user:password@ in URLs such as redis://:hunter2@host/0. The scheme must
+# start where a word starts and every part is bounded, so that the search
+# stays linear: an unanchored scheme pattern tries every position of a long
+# run of letters, which made one long name in a request stall the process.
+_URL_PASSWORD = re.compile(
+    r"(?<![a-zA-Z0-9+.-])([a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^:/@\s]{0,256})"
+    r":[^@/\s]{0,1024}@"
+)
 # RFC 7512 pkcs11: URIs may carry pin-value=...
 _PIN_VALUE = re.compile(r"(pin-value=)[^;&?\s\"']*", re.IGNORECASE)
 
@@ -58,8 +64,17 @@ def is_sensitive_key(key: str) -> bool:
     return any(word in _SENSITIVE_WORDS for word in words)
 
 
+# Longer text in a log field or audit detail is cut to this many characters:
+# requests may carry megabytes, and an echo of them helps no reader.
+MAX_TEXT_LENGTH = 2048
+
+
 def redact_text(text: str) -> str:
-    """Remove private keys, URL passwords and PKCS#11 PIN values from text."""
+    """Remove private keys, URL passwords and PKCS#11 PIN values from text,
+    cut to ``MAX_TEXT_LENGTH`` characters first."""
+    if len(text) > MAX_TEXT_LENGTH:
+        cut = len(text) - MAX_TEXT_LENGTH
+        text = f"{text[:MAX_TEXT_LENGTH]}[... {cut} more characters cut]"
     text = _PRIVATE_KEY_PEM.sub("[private key redacted]", text)
     text = _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
     return _PIN_VALUE.sub(r"\1" + REDACTED, text)

@@ -45,6 +45,9 @@ REQUEST_ID_HEADER = "x-request-id"
 # audit entries record it as a claim next to the peer address.
 ACTOR_HEADER = "tessera-actor"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Status messages travel in metadata, which gRPC caps at 16 KiB; messages
+# that quote a caller's input are cut well below that.
+MAX_STATUS_MESSAGE = 1024
 
 _STATUS_CODES: dict[ErrorKind, grpc.StatusCode] = {
     ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -71,8 +74,11 @@ def error_status(error: TesseraError) -> grpc.Status:
             packed = any_pb2.Any()
             packed.Pack(detail)
             details.append(packed)
+    message = error.message
+    if len(message) > MAX_STATUS_MESSAGE:
+        message = message[: MAX_STATUS_MESSAGE - 1] + "…"
     status = status_pb2.Status(
-        code=getattr(code_pb2, code.name), message=error.message, details=details
+        code=getattr(code_pb2, code.name), message=message, details=details
     )
     return rpc_status.to_status(status)
 

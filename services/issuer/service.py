@@ -12,7 +12,11 @@ from google.protobuf import field_mask_pb2
 
 from services.common import identifiers, metrics
 from services.common.audit import AuditLog
-from services.common.certificate_facts import from_timestamp, spki_sha256
+from services.common.certificate_facts import (
+    from_timestamp,
+    request_timestamp,
+    spki_sha256,
+)
 from services.common.clock import Clock
 from services.common.config import KeyPolicyConfig
 from services.common.errors import (
@@ -231,6 +235,8 @@ class Issuer:
         """Revoke through the registry's log, then set the fast-path status."""
         check_revocation_reason(request.reason)
         target = _revocation_target(request)
+        if request.HasField("invalidity_date"):
+            request_timestamp(request.invalidity_date, "invalidity_date")
         reason = rfc_name(request.reason)
 
         # Step 1: the registry's log is the truth; it hands out the sequence.
@@ -296,14 +302,20 @@ class Issuer:
 
 
 def _revocation_target(request: issuer_pb2.RevokeCertificateRequest) -> str:
+    """What a revocation request names, checked before it is audited."""
     which = request.WhichOneof("certificate")
     if which == "fingerprint_sha256":
-        return f"fingerprint {request.fingerprint_sha256}"
+        try:
+            fingerprint = identifiers.parse_fingerprint(request.fingerprint_sha256)
+        except ValueError as error:
+            raise InvalidArgument(str(error)) from None
+        return f"fingerprint {fingerprint}"
     if which == "serial":
         if not request.serial.frontdoor or not request.serial.serial_number:
             raise InvalidArgument(
                 "a certificate named by serial number also needs its frontdoor"
             )
+        check_frontdoor_name(request.serial.frontdoor)
         try:
             identifiers.parse_serial(request.serial.serial_number)
         except ValueError as error:

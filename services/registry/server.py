@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from services.common.certificate_facts import from_timestamp
+from services.common.certificate_facts import request_timestamp
 from services.common.errors import InvalidArgument
 from services.common.logging import get_logger
 from services.registry.cache_sync import CacheSync
@@ -132,7 +132,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 "frontdoor"
             )
         invalidity_date = (
-            from_timestamp(request.invalidity_date)
+            request_timestamp(request.invalidity_date, "invalidity_date")
             if request.HasField("invalidity_date")
             else None
         )

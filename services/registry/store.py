@@ -58,6 +58,9 @@ from services.registry.page_tokens import PageTokens
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
 
+# Sequences are BIGINT in the log; nothing larger can ever be reached.
+MAX_SEQUENCE = 2**63 - 1
+
 _STATUS_NAMES = {
     common_pb2.CERTIFICATE_STATUS_ACTIVE: "active",
     common_pb2.CERTIFICATE_STATUS_ON_HOLD: "on_hold",
@@ -445,6 +448,11 @@ class RegistryStore:
         """Log entries after ``after_sequence`` and the log's newest sequence."""
         if limit > MAX_REVOCATION_PAGE:
             raise InvalidArgument(f"limit may be at most {MAX_REVOCATION_PAGE}")
+        if after_sequence > MAX_SEQUENCE:
+            raise InvalidArgument(
+                f"after_sequence {after_sequence} is larger than any sequence the log "
+                f"can reach ({MAX_SEQUENCE}); send 0 for the whole log"
+            )
         limit = limit or DEFAULT_REVOCATION_PAGE
         with self._database.reading() as session:
             last = _last_sequence(session)

@@ -51,11 +51,8 @@ from services.registry.revocation_bus import (
     Subscription,
     TooManySubscribers,
 )
-from services.registry.store import RegistryStore
+from services.registry.store import MAX_SEQUENCE, RegistryStore
 from tessera.registry.v1 import registry_pb2
-
-# Sequences are BIGINT in the log; nothing larger can ever be reached.
-MAX_SEQUENCE = 2**63 - 1
 
 _Events = Generator[registry_pb2.RevocationEvent, None, int]
 

@@ -394,6 +394,17 @@ def test_validity_at_the_maximum_is_issued(clients: Clients) -> None:
     assert lifetime.days == MAX_VALIDITY_DAYS
 
 
+def test_huge_frontdoor_name_is_answered_and_the_message_stays_short(
+    clients: Clients,
+) -> None:
+    """A megabyte of name is refused at once with a short message: nothing
+    echoes it whole into logs or status metadata."""
+    error = rpc_error(lambda: clients.issue("a" * 1_000_000))
+
+    assert error.code() in (NOT_FOUND, INVALID)
+    assert len(error.details() or "") <= 1024
+
+
 def test_issuing_for_an_unknown_frontdoor_is_not_found(clients: Clients) -> None:
     assert_refused_cleanly(
         clients,
@@ -598,6 +609,16 @@ def test_revoking_an_unknown_certificate_is_not_found(
             id="fingerprint-not-hex",
         ),
         pytest.param(
+            {"fingerprint_sha256": "a" * 3_000_000},
+            ["64 hex digits; this one has 3000000"],
+            id="fingerprint-of-three-megabytes",
+        ),
+        pytest.param(
+            _serial("7e57", frontdoor="p" * 100_000),
+            ["frontdoor name", "is not valid"],
+            id="serial-in-oversized-frontdoor-name",
+        ),
+        pytest.param(
             {}, ["fingerprint_sha256", "serial number"], id="no-certificate-named"
         ),
         pytest.param(
@@ -643,6 +664,27 @@ def test_invalidity_date_in_the_future_is_invalid_argument(clients: Clients) -> 
         ),
         INVALID,
         "invalidity_date lies in the future",
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [(2**40, 0), (2**62, 0), (-(2**62), 0), (0, -5), (0, 2_000_000_000)],
+)
+def test_impossible_invalidity_date_is_invalid_argument(
+    clients: Clients, seconds: int, nanos: int
+) -> None:
+    """A Timestamp outside years 1 to 9999 is bad input, not a registry fault."""
+    fingerprint = clients.issue(FRONTDOOR).record.fingerprint_sha256
+    impossible = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+    assert_refused_cleanly(
+        clients,
+        lambda: _revoke(
+            clients, fingerprint_sha256=fingerprint, invalidity_date=impossible
+        ),
+        INVALID,
+        "invalidity_date is not a valid timestamp",
     )
 
 

@@ -1140,6 +1140,15 @@ def test_rejects_oversized_revocation_page(sqlite_store: RegistryStore) -> None:
         sqlite_store.list_revocations(0, 10_001)
 
 
+@pytest.mark.parametrize("after_sequence", [2**63, 2**64 - 1])
+def test_rejects_positions_beyond_any_sequence(
+    store: RegistryStore, after_sequence: int
+) -> None:
+    """A position no BIGINT holds is bad input, not a database error."""
+    with pytest.raises(InvalidArgument, match="larger than any sequence"):
+        store.list_revocations(after_sequence, 0)
+
+
 def test_empty_log_has_last_sequence_zero(store: RegistryStore) -> None:
     assert store.last_sequence() == 0
     assert store.list_revocations(0, 0) == ([], 0)
