@@ -51,7 +51,8 @@ class IssuerConfig(_Section):
     # The public HTTP listener serving those URLs (DESIGN, "Listeners");
     # "" switches it off, for an issuer behind a separate publisher.
     publication_listen: str = "127.0.0.1:8080"
-    organization: str = "Tessera"
+    # The O of the CA certificates; RFC 5280 allows at most 64 characters.
+    organization: str = Field(default="Tessera", min_length=1, max_length=64)
     root_validity_days: int = Field(default=7300, ge=1, le=36500)
     intermediate_validity_days: int = Field(default=1825, ge=1, le=36500)
     root_key: KeySpec = "ec-p384"

@@ -77,28 +77,43 @@ def signature_hash(
     raise ValueError(f"{type(public_key).__name__} keys cannot be CA keys here")
 
 
+# RFC 5280 Appendix A: ub-common-name, ub-organization-name and
+# ub-organizational-unit-name are all 64 characters.
+_UB_NAME = 64
+
+
+def _fitted(label: str, suffix: str) -> str:
+    """``label`` followed by ``suffix``, the label shortened so that the
+    whole stays within the 64 characters a name attribute may hold."""
+    return label[: _UB_NAME - len(suffix)].rstrip() + suffix
+
+
 def root_name(organization: str, key_id: str) -> x509.Name:
     """The platform root's subject; the key id keeps installations apart."""
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
             x509.NameAttribute(
-                NameOID.COMMON_NAME, f"{organization} Platform Root CA {key_id[:8]}"
+                NameOID.COMMON_NAME,
+                _fitted(organization, f" Platform Root CA {key_id[:8]}"),
             ),
         ]
     )
 
 
 def intermediate_name(organization: str, frontdoor: str, key_id: str) -> x509.Name:
-    """A frontdoor intermediate's subject, unique per frontdoor and key."""
+    """A frontdoor intermediate's subject, unique per frontdoor and key.
+
+    The OU holds the frontdoor's whole name (at most 63 characters); the
+    common name shortens a long one to fit beside the key id.
+    """
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, frontdoor),
             x509.NameAttribute(
-                NameOID.ORGANIZATIONAL_UNIT_NAME, f"frontdoor {frontdoor}"
-            ),
-            x509.NameAttribute(
-                NameOID.COMMON_NAME, f"{frontdoor} frontdoor CA {key_id[:8]}"
+                NameOID.COMMON_NAME,
+                _fitted(frontdoor, f" frontdoor CA {key_id[:8]}"),
             ),
         ]
     )

@@ -25,6 +25,7 @@ from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
     ExtendedKeyUsageOID,
     ExtensionOID,
+    NameOID,
     ObjectIdentifier,
 )
 
@@ -474,6 +475,27 @@ def test_intermediate_validity_is_capped_at_the_roots(tmp_path: Path) -> None:
         intermediate = _intermediate(started.clients)
 
     assert intermediate.not_valid_after_utc == root.not_valid_after_utc
+
+
+def test_longest_names_fit_the_ca_subjects(tmp_path: Path) -> None:
+    """A 63-character frontdoor under a 64-character organization gets an
+    intermediate whose names stay within RFC 5280's 64 characters, and it
+    issues; the OU keeps the whole frontdoor name."""
+    organization = "O" * 64
+    frontdoor = "f" * 63
+    settings = suite_settings(tmp_path / "data", issuer={"organization": organization})
+    with running(settings) as started:
+        created = started.clients.create_frontdoor(frontdoor)
+        started.clients.issue(frontdoor)
+        root = _root(started.clients)
+    intermediate = x509.load_der_x509_certificate(created.intermediates[0].certificate)
+
+    for name in (root.subject, intermediate.subject):
+        assert all(len(str(attribute.value)) <= 64 for attribute in name)
+    (unit,) = intermediate.subject.get_attributes_for_oid(
+        NameOID.ORGANIZATIONAL_UNIT_NAME
+    )
+    assert unit.value == frontdoor
 
 
 # Key types ------------------------------------------------------------------
