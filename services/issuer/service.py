@@ -6,6 +6,9 @@ revocation cache together; ``server`` only translates gRPC messages.
 
 from __future__ import annotations
 
+import threading
+import zlib
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import field_mask_pb2
@@ -49,6 +52,7 @@ from tessera.issuer.v1 import issuer_pb2
 from tessera.registry.v1 import registry_pb2
 
 _log = get_logger(__name__)
+_CREATION_LOCKS = 64
 
 
 class Issuer:
@@ -68,6 +72,13 @@ class Issuer:
         self._cache = cache
         self._audit = audit
         self._key_policy = key_policy
+        # One creation per frontdoor name at a time in this process (a lock
+        # from a fixed set, chosen by the name), so that concurrent
+        # CreateFrontdoor calls make one CA and one signature and the others
+        # find the frontdoor there. Two issuer processes racing on one name
+        # still end with one active intermediate: the registry records it
+        # once and the hierarchy activates one certificate.
+        self._creating = [threading.Lock() for _ in range(_CREATION_LOCKS)]
         self._clock = clock
 
     # Frontdoors ---------------------------------------------------------
@@ -79,6 +90,13 @@ class Issuer:
         intermediate as a trust anchor before it signs anything."""
         check_frontdoor_name(name)
         check_settings(settings, self._key_policy)
+        lock = self._creating[zlib.crc32(name.encode()) % _CREATION_LOCKS]
+        with lock:
+            return self._create_frontdoor(name, settings, actor)
+
+    def _create_frontdoor(
+        self, name: str, settings: common_pb2.FrontdoorSettings, actor: str
+    ) -> common_pb2.Frontdoor:
         try:
             existing = self._registry.get_frontdoor(name)
         except NotFound:
@@ -183,6 +201,11 @@ class Issuer:
         status = self._registry.key_status(spki_sha256(accepted.public_key))
         if not status.compromised:
             return
+        if not status.HasField("revocation"):
+            raise PolicyRefusal(
+                "the CSR's public key was reported compromised by an earlier "
+                "revocation; make a new key and CSR"
+            )
         revocation = status.revocation
         raise PolicyRefusal(
             "the CSR's public key was reported compromised when certificate "

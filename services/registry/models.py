@@ -104,10 +104,9 @@ class CompromisedKeyRow(RegistryBase):
 
     # SHA-256 of the DER SubjectPublicKeyInfo, hex.
     spki_sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    # The first revocation that reported it.
-    revocation_sequence: Mapped[int] = mapped_column(
-        sa.BigInteger, sa.ForeignKey("revocation_log.sequence")
-    )
+    # The first revocation that reported it. No foreign key: the key stays
+    # barred even should that log entry be lost.
+    revocation_sequence: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 class CounterRow(RegistryBase):

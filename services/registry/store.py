@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import field_mask_pb2
 from sqlalchemy.exc import IntegrityError
@@ -164,6 +165,7 @@ class RegistryStore:
                     raise AlreadyExists(f"frontdoor {name!r} already exists")
                 return self._frontdoor_message(session, existing)
 
+            _require_issued_by_a_platform_root(session, intermediate)
             row = FrontdoorRow(
                 name=name,
                 settings=settings.SerializeToString(),
@@ -436,11 +438,11 @@ class RegistryStore:
             row = session.get(CompromisedKeyRow, key)
             if row is None:
                 return registry_pb2.KeyStatus(compromised=False)
+            status = registry_pb2.KeyStatus(compromised=True)
             revocation = session.get(RevocationRow, row.revocation_sequence)
-            assert revocation is not None  # a foreign key keeps it
-            return registry_pb2.KeyStatus(
-                compromised=True, revocation=_revocation_message(revocation)
-            )
+            if revocation is not None:
+                status.revocation.CopyFrom(_revocation_message(revocation))
+            return status
 
     def list_revocations(
         self, after_sequence: int, limit: int
@@ -722,6 +724,35 @@ def _load_ca_certificate(der: bytes) -> x509.Certificate:
             "the intermediate is not a CA certificate (basicConstraints CA:TRUE)"
         )
     return certificate
+
+
+def _require_issued_by_a_platform_root(
+    session: Session, intermediate: x509.Certificate
+) -> None:
+    """A frontdoor's intermediate must be signed by a platform root the
+    registry recorded; anything else as an anchor would let its holder mint
+    certificates the validator accepts."""
+    key_id = identifiers.authority_key_id(intermediate)
+    root = None
+    if key_id:
+        root = session.scalar(
+            sa.select(CertificateRow)
+            .where(CertificateRow.kind == "root")
+            .where(CertificateRow.subject_key_id == key_id)
+        )
+    if root is None:
+        raise PolicyRefusal(
+            "the intermediate names no platform root this registry has recorded "
+            "(its authority key identifier is missing or unknown); frontdoor "
+            "intermediates are made by the issuer's CreateFrontdoor"
+        )
+    try:
+        intermediate.verify_directly_issued_by(_load_certificate(root.der))
+    except (ValueError, TypeError, InvalidSignature):
+        raise PolicyRefusal(
+            "the intermediate's signature does not verify with the key of the "
+            f"platform root {key_id} it names; it was not issued by this platform"
+        ) from None
 
 
 def _frontdoor_row(session: Session, name: str) -> FrontdoorRow | None:

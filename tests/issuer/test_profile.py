@@ -5,12 +5,14 @@ signature and revocation."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import ipaddress
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -682,3 +684,33 @@ def test_each_revocation_is_audited_once(installation: Running) -> None:
         "reason": "keyCompromise",
     }
     assert installation.audit_chain_is_intact()
+
+
+def test_concurrent_creations_of_one_frontdoor_make_one_ca(
+    installation: Running,
+) -> None:
+    """Ten CreateFrontdoor calls for one name at once: one succeeds, nine
+    are ALREADY_EXISTS, and the intermediate is signed exactly once."""
+    clients = installation.clients
+    barrier = threading.Barrier(10)
+
+    def create() -> grpc.StatusCode:
+        barrier.wait()
+        try:
+            clients.create_frontdoor("raced")
+        except grpc.RpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        codes = list(pool.map(lambda _: create(), range(10)))
+
+    assert sorted(code.name for code in codes) == ["ALREADY_EXISTS"] * 9 + ["OK"]
+    signed = [
+        e
+        for e in installation.audit_events()
+        if e.action == "certificate.sign"
+        and e.outcome == "success"
+        and _details(e)["frontdoor"] == "raced"
+    ]
+    assert len(signed) == 1

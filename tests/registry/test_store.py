@@ -313,6 +313,28 @@ def test_rejects_bad_frontdoor_name(
     assert sqlite_store.list_frontdoors() == []
 
 
+def test_rejects_an_intermediate_the_platform_root_did_not_sign(
+    store: RegistryStore, root: Ca, clock: ManualClock, database: Database
+) -> None:
+    """A self-signed CA, or one naming the recorded root but signed by another
+    key, never becomes a frontdoor's anchor."""
+    stranger = make_root(clock.now())
+    impostor_issuer = Ca(root.certificate, stranger.key)
+    before = snapshot(database)
+
+    for candidate, fragment in [
+        (stranger, "names no platform root"),
+        (make_intermediate(stranger, clock.now()), "names no platform root"),
+        (make_intermediate(impostor_issuer, clock.now()), "does not verify"),
+    ]:
+        with pytest.raises(PolicyRefusal, match=fragment):
+            store.register_frontdoor(
+                "evil", common_pb2.FrontdoorSettings(), candidate.der
+            )
+
+    assert snapshot(database) == before
+
+
 def test_accepts_frontdoor_name_of_sixty_three_characters(
     store: RegistryStore, root: Ca, clock: ManualClock
 ) -> None:

@@ -172,7 +172,14 @@ def running_registry(
     now = dt.datetime.now(dt.UTC)
     root = make_root(now)
     intermediate = make_intermediate(root, now, FRONTDOOR)
-    # The frontdoor's intermediate comes from the test's own small PKI.
+    # The frontdoor's intermediate comes from the test's own small PKI,
+    # whose root the registry must know first.
+    stub.RecordCertificate(
+        registry_pb2.RecordCertificateRequest(
+            certificate=root.der, kind=common_pb2.CERTIFICATE_KIND_ROOT
+        ),
+        timeout=10,
+    )
     stub.RegisterFrontdoor(
         registry_pb2.RegisterFrontdoorRequest(
             name=FRONTDOOR, intermediate=intermediate.der

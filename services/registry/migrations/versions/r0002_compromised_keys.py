@@ -27,7 +27,6 @@ def upgrade() -> None:
         "compromised_keys",
         sa.Column("spki_sha256", sa.String(length=64), nullable=False),
         sa.Column("revocation_sequence", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["revocation_sequence"], ["revocation_log.sequence"]),
         sa.PrimaryKeyConstraint("spki_sha256"),
     )
 
