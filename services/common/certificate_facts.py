@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import unicodedata
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -60,8 +61,20 @@ def spki_sha256(public_key: PublicKeyTypes) -> str:
 
 
 def subject_text(name: x509.Name) -> str:
-    """RFC 4514 text of a name; empty for an empty name."""
-    return name.rfc4514_string()
+    """RFC 4514 text of a name; empty for an empty name.
+
+    Control and format characters (escape sequences, bidi overrides) are
+    written as RFC 4514 hex escapes, so that a foreign certificate's name
+    cannot rewrite a terminal or a log line that shows it.
+    """
+    return "".join(
+        _escaped(char) if unicodedata.category(char) in ("Cc", "Cf") else char
+        for char in name.rfc4514_string()
+    )
+
+
+def _escaped(char: str) -> str:
+    return "".join(f"\\{octet:02X}" for octet in char.encode("utf-8"))
 
 
 def subject_alt_names(

@@ -215,8 +215,12 @@ def _parse(der: bytes) -> x509.Certificate | None:
         return None
     try:
         certificate = x509.load_der_x509_certificate(der)
-        # Parsing is lazy; reach the parts validation reads so damage shows here.
+        # Parsing is lazy; reach the parts validation reads so damage shows
+        # here (names whose strings are not valid in their ASN.1 type, such
+        # as a UTF8String holding bytes that are not UTF-8, fail on access).
         certificate.extensions  # noqa: B018
+        certificate.subject  # noqa: B018
+        certificate.issuer  # noqa: B018
         certificate.public_key()
     # A repeated extension or a key algorithm the library does not know is as
     # unusable as bad DER: the verdict is MALFORMED, never an internal error.

@@ -233,6 +233,13 @@ def _certificate_with_renamed_extension(old: bytes, new: bytes) -> bytes:
     return der.replace(old, new)
 
 
+def certificate_with_a_name_that_is_not_utf8() -> bytes:
+    """A UTF8String common name holding bytes that are not UTF-8."""
+    unknown = bytes.fromhex("0603551d63")
+    der = _certificate_with_renamed_extension(unknown, unknown)
+    return der.replace(b"broken", bytes.fromhex("fffefdfcfbfa"))
+
+
 def certificate_with_repeated_extension() -> bytes:
     """Two subjectKeyIdentifier extensions."""
     return _certificate_with_renamed_extension(
@@ -269,6 +276,11 @@ def certificate_with_unknown_curve() -> bytes:
             lambda _: [certificate_with_unknown_curve()],
             "the client certificate",
             id="unknown-curve",
+        ),
+        pytest.param(
+            lambda _: [certificate_with_a_name_that_is_not_utf8()],
+            "the client certificate",
+            id="name-not-utf8",
         ),
         pytest.param(
             lambda leaf: [leaf, b"junk"],
