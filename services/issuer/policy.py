@@ -14,6 +14,7 @@ import unicodedata
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
@@ -96,10 +97,33 @@ def load_csr(der: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
+# Hashes a CSR may be signed with; Ed25519 signs without a separate hash.
+_CSR_SIGNATURE_HASHES = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
+
+
+def _check_signature_hash(csr: x509.CertificateSigningRequest) -> None:
+    """Say so when a CSR is signed with a hash Tessera refuses, rather than
+    calling its signature invalid."""
+    try:
+        algorithm = csr.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        raise InvalidArgument(
+            "the CSR is signed with an algorithm Tessera does not accept; sign it "
+            "with SHA-256 (for example 'openssl req -sha256')"
+        ) from None
+    if algorithm is not None and not isinstance(algorithm, _CSR_SIGNATURE_HASHES):
+        raise InvalidArgument(
+            f"the CSR is signed with {algorithm.name.upper()}, which Tessera does "
+            "not accept for signatures; sign it with SHA-256, SHA-384 or SHA-512 "
+            "(for example 'openssl req -sha256')"
+        )
+
+
 def check_csr(
     csr: x509.CertificateSigningRequest, profile: common_pb2.IssuanceProfile
 ) -> AcceptedRequest:
     """Apply the issuance profile (with defaults filled in) to a parsed CSR."""
+    _check_signature_hash(csr)
     if not csr.is_signature_valid:
         raise InvalidArgument(
             "CSR signature does not verify with the CSR's own public key; "

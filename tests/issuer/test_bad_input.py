@@ -23,7 +23,14 @@ from services.issuer.policy import MAX_CSR_BYTES
 from services.suite import start_suite
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
-from tests.support import Clients, make_csr, rpc_error, suite_settings
+from tests.support import (
+    Clients,
+    make_csr,
+    require_tool,
+    rpc_error,
+    run,
+    suite_settings,
+)
 
 FRONTDOOR = "payments"
 MAX_VALIDITY_DAYS = 90
@@ -294,6 +301,44 @@ def test_malformed_issuance_request_is_invalid_argument(
 
     assert_refused_cleanly(
         clients, lambda: clients.issue(csr=csr, **request), INVALID, *fragments
+    )
+
+
+@pytest.mark.parametrize("digest", ["sha1", "md5", "sha224"])
+def test_csr_signed_with_a_refused_hash_says_so(
+    clients: Clients, tmp_path: Path, digest: str
+) -> None:
+    """openssl's CSR signed with SHA-1, MD5 or SHA-224 verifies, but is
+    refused for its hash, with the flag that fixes it."""
+    openssl = require_tool("openssl")
+    key, csr = tmp_path / "key.pem", tmp_path / "csr.der"
+    made = run(
+        [
+            openssl,
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-subj",
+            "/CN=old-client",
+            f"-{digest}",
+            "-outform",
+            "DER",
+            "-out",
+            str(csr),
+        ]
+    )
+    assert made.returncode == 0, made.stderr
+
+    assert_refused_cleanly(
+        clients,
+        lambda: clients.issue(FRONTDOOR, csr.read_bytes()),
+        INVALID,
+        f"signed with {digest.upper()}",
+        "openssl req -sha256",
     )
 
 
