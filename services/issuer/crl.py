@@ -31,7 +31,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID
 
-from services.common.certificate_facts import from_timestamp
 from services.common.clock import Clock
 from services.common.database import Database
 from services.common.leases import Lease
@@ -63,6 +62,8 @@ _REASON_FLAGS = {
     ),
     common_pb2.REVOCATION_REASON_AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
 }
+# Shared by the entries that use them and never changed.
+_NO_EXTENSIONS: list[x509.Extension[x509.ExtensionType]] = []
 _REASON_EXTENSIONS: dict[int, list[x509.Extension[x509.ExtensionType]]] = {
     code: [x509.Extension(CRLEntryExtensionOID.CRL_REASON, False, x509.CRLReason(flag))]
     for code, flag in _REASON_FLAGS.items()
@@ -109,21 +110,29 @@ def revoked_certificate(
     """A CRL entry for one revocation-log entry: serial number, revocation
     date, the reason unless unspecified, and the invalidity date if given."""
     revocation = revoked.revocation
-    extensions = list(_REASON_EXTENSIONS.get(revocation.reason, ()))
+    extensions = _REASON_EXTENSIONS.get(revocation.reason, _NO_EXTENSIONS)
     if revocation.HasField("invalidity_date"):
         # RFC 5280 section 5.3.2.
-        extensions.append(
+        extensions = [
+            *extensions,
             x509.Extension(
                 CRLEntryExtensionOID.INVALIDITY_DATE,
                 False,
-                x509.InvalidityDate(from_timestamp(revocation.invalidity_date)),
-            )
-        )
+                x509.InvalidityDate(_utc(revocation.invalidity_date.seconds)),
+            ),
+        ]
     return x509.RevokedCertificateBuilder(
         serial_number=int(revocation.serial_number, 16),
-        revocation_date=from_timestamp(revocation.revocation_date),
+        revocation_date=_utc(revocation.revocation_date.seconds),
         extensions=extensions,
     ).build()
+
+
+def _utc(seconds: int) -> dt.datetime:
+    # CRL times have whole seconds (RFC 5280 section 5.1.2.4), so the
+    # Timestamp's nanoseconds are dropped; this is much faster per entry
+    # than Timestamp.ToDatetime.
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def crl_template(
