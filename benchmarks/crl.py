@@ -167,6 +167,7 @@ def _tessera_side(count: int, directory: str) -> Side:
     crl, _ = build_and_sign(
         authority,
         revoked(),
+        count,
         _THIS_UPDATE,
         schedule,
         None,

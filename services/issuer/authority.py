@@ -269,15 +269,18 @@ class Hierarchy:
         authority: CertificateAuthority,
         crl_number: int,
         entry_count: int,
+        revocation_sequence: int,
         actor: str,
     ) -> x509.CertificateRevocationList:
-        """Sign a CRL with a CA key, audited before and after."""
+        """Sign a CRL with a CA key, audited before and after;
+        ``revocation_sequence`` is the log end the CRL covers."""
         details = {
             "issuer_key_id": authority.key_id,
             "frontdoor": authority.frontdoor,
             "kind": authority.role,
             "crl_number": str(crl_number),
             "entry_count": entry_count,
+            "revocation_sequence": revocation_sequence,
         }
         self._audit.record("crl.sign", actor=actor, outcome="intent", **details)
         try:

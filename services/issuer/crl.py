@@ -307,6 +307,7 @@ class CrlSigner(Protocol):
         authority: CertificateAuthority,
         crl_number: int,
         entry_count: int,
+        revocation_sequence: int,
         actor: str,
     ) -> x509.CertificateRevocationList: ...
 
@@ -323,6 +324,7 @@ class Rebuild:
 def build_and_sign(
     authority: CertificateAuthority,
     revoked: Iterable[registry_pb2.RevokedCertificate],
+    revocation_sequence: int,
     this_update: dt.datetime,
     schedule: CrlSchedule,
     last_number: int | None,
@@ -330,7 +332,8 @@ def build_and_sign(
     urls: PublicationUrls,
     actor: str,
 ) -> tuple[x509.CertificateRevocationList, int]:
-    """Build and sign a CA's CRL from log entries; the CRL and its number."""
+    """Build and sign a CA's CRL from the log entries up to
+    ``revocation_sequence``; the CRL and its number."""
     entries = [revoked_certificate(entry) for entry in revoked]
     crl_number = crl_number_for(this_update, last_number)
     template = crl_template(
@@ -342,7 +345,14 @@ def build_and_sign(
         urls,
     )
     return (
-        signer.sign_crl(template, authority, crl_number, len(entries), actor),
+        signer.sign_crl(
+            template,
+            authority,
+            crl_number,
+            len(entries),
+            revocation_sequence,
+            actor,
+        ),
         crl_number,
     )
 
@@ -480,6 +490,7 @@ class CrlPublisher:
         crl, crl_number = build_and_sign(
             authority,
             revoked,
+            up_to_sequence,
             this_update,
             self._schedule,
             None if current is None else current.crl_number,
