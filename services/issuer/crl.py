@@ -152,14 +152,24 @@ def crl_template(
     subject_key_id = issuer.extensions.get_extension_for_class(
         x509.SubjectKeyIdentifier
     ).value
+    is_root = authority.role == ROOT
     scope = x509.IssuingDistributionPoint(
-        full_name=[x509.UniformResourceIdentifier(urls.crl(authority.key_id))],
+        # The root certificate has no distribution point, yet relying
+        # parties that check every CA in the path (nginx, openssl
+        # -crl_check_all) check it against its own CRL too; a CRL that names
+        # a distribution point would be out of scope for it (RFC 5280
+        # section 6.3.3 b.2), so the root's CRL names none.
+        full_name=(
+            None
+            if is_root
+            else [x509.UniformResourceIdentifier(urls.crl(authority.key_id))]
+        ),
         relative_name=None,
         # The root certifies only intermediates, an intermediate only
         # client certificates; saying so keeps a CRL from being applied to
         # the wrong kind of certificate.
-        only_contains_user_certs=authority.role != ROOT,
-        only_contains_ca_certs=authority.role == ROOT,
+        only_contains_user_certs=not is_root,
+        only_contains_ca_certs=is_root,
         only_some_reasons=None,
         indirect_crl=False,
         only_contains_attribute_certs=False,
