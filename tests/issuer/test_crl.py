@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID
+from prometheus_client import REGISTRY
 
 from services.issuer.authority import CertificateAuthority
 from services.issuer.crl import CrlPublisher, crl_number_for
@@ -466,3 +467,26 @@ def test_get_crl_and_bundle_refuse_bad_input_over_grpc(
         error = rpc_error(call)
         assert error.code() == code
         assert len(error.details() or "") > 20
+
+
+def test_metrics_report_size_entries_and_age_per_frontdoor(
+    crl_suite: Suite, crl_clients: Clients, clock: ManualClock
+) -> None:
+    """Size in bytes and entries of the published CRL, and its age as of
+    the job's last pass, labelled by frontdoor and issuing CA."""
+    crl_clients.create_frontdoor(FRONTDOOR)
+    crl_clients.revoke(crl_clients.issue(FRONTDOOR).record.fingerprint_sha256)
+    _settle(crl_suite, clock)
+    key_id = _key_id(_intermediate(crl_clients))
+    clock.advance(dt.timedelta(minutes=10))
+    _publisher(crl_suite).run_once()
+    labels = {"frontdoor": FRONTDOOR, "issuer_key_id": key_id}
+    der = crl_clients.issuer.GetCrl(issuer_pb2.GetCrlRequest(key_id=key_id)).crl
+
+    assert REGISTRY.get_sample_value("tessera_crl_entries", labels) == 1
+    assert REGISTRY.get_sample_value("tessera_crl_size_bytes", labels) == len(der)
+    age = clock.now() - x509.load_der_x509_crl(der).last_update_utc
+    assert age >= dt.timedelta(minutes=10)
+    assert REGISTRY.get_sample_value("tessera_crl_age_seconds", labels) == (
+        age.total_seconds()
+    )
