@@ -209,6 +209,16 @@ def _write(path: Path | None, content: bytes) -> None:
         raise CommandError(f"cannot write {path}: {error.strerror}") from None
 
 
+def _replace(path: Path, content: bytes) -> None:
+    """Write ``path`` through a temporary file renamed over it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    _write(temporary, content)
+    try:
+        os.replace(temporary, path)
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+
+
 def _pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
@@ -417,9 +427,13 @@ def _export_nginx(options: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
-    _write(ca_path, b"".join(pem("CERTIFICATE", der) for der in bundle.ca_certificates))
-    _write(crl_path, b"".join(pem("X509 CRL", der) for der in bundle.crls))
-    _write(conf_path, snippet.encode())
+    # Each file is replaced whole, so an nginx reload during a scheduled
+    # re-export never reads half a bundle.
+    _replace(
+        ca_path, b"".join(pem("CERTIFICATE", der) for der in bundle.ca_certificates)
+    )
+    _replace(crl_path, b"".join(pem("X509 CRL", der) for der in bundle.crls))
+    _replace(conf_path, snippet.encode())
     print(f"wrote {ca_path}, {crl_path} and {conf_path}")
     return 0
 

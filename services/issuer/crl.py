@@ -20,6 +20,7 @@ so that a burst of revocations costs a handful of rebuilds, not one each.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import threading
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.common.clock import Clock
 from services.common.database import Database
@@ -284,7 +286,13 @@ class CrlStore:
                 return True
             if session.get(CrlRow, row.issuer_key_id) is not None:
                 return False
-            session.add(CrlRow(**values))
+        try:
+            with self._database.writing() as session:
+                session.add(CrlRow(**values))
+        except IntegrityError:
+            # Another process stored this CA's first CRL meanwhile; the next
+            # pass replaces it if this one is due.
+            return False
         return True
 
 
@@ -435,6 +443,10 @@ class CrlPublisher:
                 if key_id in held
             ]
             self._scanned_to = min(covered, default=last)
+        if last < self._scanned_to:
+            # The registry's log was restored from an older backup; the
+            # numbers after ``last`` will be handed out again.
+            self._scanned_to = last
         if last > self._scanned_to:
             for revocation in self._log.revocations_between(self._scanned_to, last):
                 crl = published.get(revocation.issuer_key_id)
@@ -549,10 +561,14 @@ class CrlPublisher:
         self._thread.start()
 
     def stop(self) -> None:
+        """Finish the pass in progress, then let another process take over
+        at once instead of after the lease expires."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        with contextlib.suppress(SQLAlchemyError):
+            self._lease.release()
 
     def _loop(self, interval_seconds: float, on_error: Callable[[], None]) -> None:
         while not self._stop.is_set():

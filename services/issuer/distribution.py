@@ -164,7 +164,7 @@ def distribution_routes(distribution: Distribution, clock: Clock) -> list[web.Ro
             "Last-Modified": _http_date(published.crl.this_update),
             "Expires": _http_date(published.crl.next_update),
         }
-        if etag in _etags(request.headers.get("If-None-Match", "")):
+        if _not_modified(request.headers.get("If-None-Match", ""), etag):
             return web.Response(status=304, headers=headers)
         return web.Response(body=published.der, content_type=DER_CRL, headers=headers)
 
@@ -217,6 +217,12 @@ def _bundle_response(body: bytes) -> web.Response:
 
 def _etags(header: str) -> set[str]:
     return {part.strip().removeprefix("W/") for part in header.split(",")}
+
+
+def _not_modified(header: str, etag: str) -> bool:
+    """RFC 9110 section 13.1.2: ``*`` or any listed tag matches."""
+    tags = _etags(header)
+    return "*" in tags or etag in tags
 
 
 def _http_date(moment: dt.datetime) -> str:

@@ -359,6 +359,8 @@ def test_crl_is_served_at_its_distribution_point(
     )
     status, _, body = _http(crl_suite, f"/{path}", {"If-None-Match": headers["ETag"]})
     assert (status, body) == (304, b"")
+    assert _http(crl_suite, f"/{path}", {"If-None-Match": "*"})[0] == 304
+    assert _http(crl_suite, f"/{path}", {"If-None-Match": '"0"'})[0] == 200
 
 
 def test_bad_crl_and_bundle_requests_get_404_or_400(
@@ -490,3 +492,30 @@ def test_metrics_report_size_entries_and_age_per_frontdoor(
     assert REGISTRY.get_sample_value("tessera_crl_age_seconds", labels) == (
         age.total_seconds()
     )
+
+
+def test_crl_covering_more_than_a_restored_log_is_replaced(
+    crl_suite: Suite, crl_clients: Clients, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A CRL that claims a log position beyond the log's end (the registry
+    was restored from an older backup) is rebuilt from the log at once."""
+    crl_clients.create_frontdoor(FRONTDOOR)
+    _settle(crl_suite, clock)
+    key_id = _key_id(_intermediate(crl_clients))
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data' / 'tessera.db'}")
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE crls SET revocation_sequence = 100 WHERE issuer_key_id = :k"
+            ),
+            {"k": key_id},
+        )
+    engine.dispose()
+
+    rebuilds = _publisher(crl_suite).run_once()
+
+    assert rebuilds is not None
+    assert [(r.crl.issuer_key_id, r.cause) for r in rebuilds] == [
+        (key_id, "log behind")
+    ]
+    assert rebuilds[0].crl.revocation_sequence == 0
