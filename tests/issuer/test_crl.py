@@ -376,6 +376,8 @@ def test_bad_crl_and_bundle_requests_get_404_or_400(
         "/crl/.crl": 404,
         "/crl/%00.crl": 400,
         "/crl/../../etc/passwd": 404,
+        "/crl/" + "a" * 300 + ".crl": 404,
+        "/crl/" + "ab" * 90 + ".crl": 400,
         "/bundle/nosuch/ca.pem": 404,
         "/bundle/nosuch/crl.pem": 404,
         "/bundle/Bad_Name/ca.pem": 400,
