@@ -455,13 +455,17 @@ class CrlPublisher:
             self._scanned_to = last
 
         # Step 3: rebuild what is due, each covering the log up to ``last``.
-        rebuilds = []
+        rebuilds: list[Rebuild] = []
         for authority in authorities:
             cause = self._cause(
                 authority.key_id, published.get(authority.key_id), now, last
             )
             if cause is None:
                 continue
+            if rebuilds and not self._lease.acquire():
+                # Renewed before each further rebuild, so a long pass never
+                # runs on past a lease another process has taken over.
+                break
             crl = self._rebuild(authority, published.get(authority.key_id), last)
             self._pending_since.pop(authority.key_id, None)
             if crl is not None:
@@ -490,8 +494,9 @@ class CrlPublisher:
         return None
 
     def rebuild(self, authority: CertificateAuthority) -> PublishedCrl | None:
-        """Rebuild one CA's CRL now, covering the whole log (for start-up
-        and operators); None when a newer CRL was stored meanwhile."""
+        """Rebuild one CA's CRL now, whatever the schedule, covering the
+        whole log; None when a newer CRL was stored meanwhile. It takes no
+        lease: the stored number still only grows."""
         with self._lock:
             return self._rebuild(
                 authority,
