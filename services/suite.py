@@ -29,6 +29,7 @@ from services.issuer.crl import (
     CrlSchedule,
     CrlStore,
     PublishedCrl,
+    Rebuild,
 )
 from services.issuer.distribution import Distribution, distribution_routes
 from services.issuer.publication import PublicationServer, ca_certificate_routes
@@ -249,6 +250,7 @@ def _start_issuer(
     if settings.issuer.crl_poll_seconds:
         publisher.start(
             dt.timedelta(seconds=settings.issuer.crl_poll_seconds),
+            _log_rebuilds,
             lambda: _log.exception("CRL rebuild pass failed; the next pass retries"),
         )
         suite._closers.append(publisher.stop)
@@ -296,6 +298,19 @@ def _crl_publisher(
         schedule,
         lambda authorities, published: _report_crls(authorities, published, clock),
     )
+
+
+def _log_rebuilds(rebuilds: list[Rebuild]) -> None:
+    for rebuild in rebuilds:
+        _log.info(
+            "CRL published",
+            issuer_key_id=rebuild.crl.issuer_key_id,
+            frontdoor=rebuild.crl.frontdoor,
+            crl_number=rebuild.crl.crl_number,
+            entries=rebuild.crl.entry_count,
+            covers_sequence=rebuild.crl.revocation_sequence,
+            cause=rebuild.cause,
+        )
 
 
 def _report_crls(

@@ -555,11 +555,17 @@ class CrlPublisher:
 
     # Background loop ----------------------------------------------------
 
-    def start(self, interval: dt.timedelta, on_error: Callable[[], None]) -> None:
-        """Run a pass every ``interval``; ``on_error`` logs a failed pass."""
+    def start(
+        self,
+        interval: dt.timedelta,
+        on_rebuilds: Callable[[list[Rebuild]], None],
+        on_error: Callable[[], None],
+    ) -> None:
+        """Run a pass every ``interval``; ``on_rebuilds`` hears of the CRLs a
+        pass signed, ``on_error`` of a pass that failed."""
         self._thread = threading.Thread(
             target=self._loop,
-            args=(interval.total_seconds(), on_error),
+            args=(interval.total_seconds(), on_rebuilds, on_error),
             name="crl-rebuild",
             daemon=True,
         )
@@ -575,10 +581,17 @@ class CrlPublisher:
         with contextlib.suppress(SQLAlchemyError):
             self._lease.release()
 
-    def _loop(self, interval_seconds: float, on_error: Callable[[], None]) -> None:
+    def _loop(
+        self,
+        interval_seconds: float,
+        on_rebuilds: Callable[[list[Rebuild]], None],
+        on_error: Callable[[], None],
+    ) -> None:
         while not self._stop.is_set():
             try:
-                self.run_once()
+                rebuilds = self.run_once()
+                if rebuilds:
+                    on_rebuilds(rebuilds)
             except Exception:
                 # The next pass retries; the published CRL stays valid until
                 # its nextUpdate, well after the next pass.

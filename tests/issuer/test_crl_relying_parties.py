@@ -152,8 +152,18 @@ def test_openssl_verifies_the_crl_and_refuses_a_revoked_certificate(
              str(tmp_path / "client.pem")]
         )  # fmt: skip
 
+    def verify_leaf() -> subprocess.CompletedProcess[str]:
+        """`-crl_check`: the client certificate against its issuer's CRL."""
+        return run(
+            [openssl, "verify", "-crl_check", "-CAfile", str(tmp_path / "root.pem"),
+             "-untrusted", str(tmp_path / "intermediate.pem"),
+             "-CRLfile", str(tmp_path / "crl.pem"), str(tmp_path / "client.pem")]
+        )  # fmt: skip
+
     before = verify()
     assert before.returncode == 0, before.stdout + before.stderr
+    before_leaf = verify_leaf()
+    assert before_leaf.returncode == 0, before_leaf.stdout + before_leaf.stderr
 
     rp_clients.revoke(issued.record.fingerprint_sha256, reason=1)
     assert eventually(lambda: _lists(url, issued.record.serial_number), timeout=30)
@@ -162,6 +172,9 @@ def test_openssl_verifies_the_crl_and_refuses_a_revoked_certificate(
     after = verify()
     assert after.returncode != 0
     assert "certificate revoked" in after.stdout + after.stderr
+    after_leaf = verify_leaf()
+    assert after_leaf.returncode != 0
+    assert "certificate revoked" in after_leaf.stdout + after_leaf.stderr
 
 
 pkilint = pytest.importorskip(
@@ -169,16 +182,17 @@ pkilint = pytest.importorskip(
 )
 
 
-def _crl_findings(der: bytes, kind: str) -> list[str]:
+def _crl_findings(der: bytes, name: str) -> list[str]:
     """ERROR and FATAL findings of the validators pkilint's lint_crl runs
     for the PKIX profile."""
     from pkilint import loader, pkix
-    from pkilint.pkix import crl, extension, name
+    from pkilint.pkix import crl, extension
+    from pkilint.pkix import name as names
     from pkilint.validation import ValidationFindingSeverity
 
     validator = crl.create_pkix_crl_validator_container(
         [
-            pkix.create_attribute_decoder(name.ATTRIBUTE_TYPE_MAPPINGS),
+            pkix.create_attribute_decoder(names.ATTRIBUTE_TYPE_MAPPINGS),
             pkix.create_extension_decoder(extension.EXTENSION_MAPPINGS),
         ],
         [
@@ -188,7 +202,7 @@ def _crl_findings(der: bytes, kind: str) -> list[str]:
         ],
     )
     document = loader.RFC5280CertificateListDocumentLoader().load_der_document(
-        der, kind
+        der, name
     )
     serious = (ValidationFindingSeverity.ERROR, ValidationFindingSeverity.FATAL)
     return [
@@ -226,8 +240,8 @@ def test_crls_pass_pkilint(published_suite: Suite, rp_clients: Clients) -> None:
     serial = f"{other_certificate.serial_number:x}"
     assert eventually(lambda: _lists(root_url, serial), timeout=30)
 
-    assert _crl_findings(_download(url), "crl") == []
-    assert _crl_findings(_download(root_url), "arl") == []
+    assert _crl_findings(_download(url), "intermediate CRL") == []
+    assert _crl_findings(_download(root_url), "root CRL") == []
 
 
 # nginx -----------------------------------------------------------------------
