@@ -27,8 +27,15 @@ from aiohttp import web
 from services.common import identifiers
 from services.common.certificate_facts import timestamp
 from services.common.clock import Clock
-from services.common.errors import InvalidArgument, NotFound, TesseraError, Unavailable
+from services.common.errors import (
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    TesseraError,
+    Unavailable,
+)
 from services.common.frontdoors import check_frontdoor_name
+from services.common.rpc import MAX_MESSAGE_BYTES
 from services.issuer.authority import Hierarchy
 from services.issuer.crl import CrlStore, PublishedCrl
 from services.issuer.publication import run_blocking
@@ -40,6 +47,8 @@ PEM = "application/x-pem-file"
 _RETRY_AFTER_SECONDS = 5
 # A bundle changes with every CRL; relying parties poll it like a CRL.
 _BUNDLE_MAX_AGE_SECONDS = 300
+# Room for the reply's other fields next to the CRLs in one gRPC message.
+_MESSAGE_OVERHEAD = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +62,17 @@ class PublishedDer:
 class Distribution:
     """CRLs and trust bundles as relying parties fetch them."""
 
-    def __init__(self, hierarchy: Hierarchy, store: CrlStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        hierarchy: Hierarchy,
+        store: CrlStore,
+        clock: Clock,
+        max_message_bytes: int = MAX_MESSAGE_BYTES - _MESSAGE_OVERHEAD,
+    ) -> None:
         self._hierarchy = hierarchy
         self._store = store
         self._clock = clock
+        self._max_message_bytes = max_message_bytes
         # The newest DER of each CA; a large CRL is read from the database
         # once per number, not once per request.
         self._ders: dict[str, PublishedDer] = {}
@@ -107,7 +123,7 @@ class Distribution:
             )
 
         authorities = [self._hierarchy.root(), *intermediates]
-        return issuer_pb2.TrustBundle(
+        bundle = issuer_pb2.TrustBundle(
             frontdoor=frontdoor,
             ca_certificates=[authority.der for authority in authorities],
             crls=[self.crl(authority.key_id).der for authority in authorities],
@@ -116,11 +132,25 @@ class Distribution:
                 for authority in intermediates
             ],
         )
+        if bundle.ByteSize() > self._max_message_bytes:
+            raise ResourceExhausted(
+                f"the trust bundle of frontdoor {frontdoor!r} is {bundle.ByteSize()} "
+                f"bytes, more than the {self._max_message_bytes} a gRPC reply may "
+                f"carry; fetch it over HTTP at {self._hierarchy.urls.base_url}"
+                f"/bundle/{frontdoor}/ca.pem and .../crl.pem"
+            )
+        return bundle
 
     def crl_message(self, key_id: str) -> issuer_pb2.Crl:
         """A CA's newest CRL as GetCrl returns it."""
         published = self.crl(key_id)
         crl = published.crl
+        if len(published.der) > self._max_message_bytes:
+            raise ResourceExhausted(
+                f"the CRL of CA {crl.issuer_key_id} is {len(published.der)} bytes, "
+                f"more than the {self._max_message_bytes} a gRPC reply may carry; "
+                f"fetch it over HTTP at {self._hierarchy.urls.crl(crl.issuer_key_id)}"
+            )
         return issuer_pb2.Crl(
             key_id=crl.issuer_key_id,
             frontdoor=crl.frontdoor,

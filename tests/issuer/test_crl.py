@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +18,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import CRLEntryExtensionOID
 from prometheus_client import REGISTRY
 
-from services.issuer.authority import CertificateAuthority
-from services.issuer.crl import CrlPublisher, crl_number_for
+from services.common.audit import AuditLog
+from services.common.database import Database
+from services.common.errors import ResourceExhausted
+from services.issuer.authority import CertificateAuthority, Hierarchy
+from services.issuer.crl import CrlPublisher, CrlStore, crl_number_for
+from services.issuer.distribution import Distribution
 from services.suite import Suite, start_suite
+from signers.api import SignerContext
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
 from tests.support import Clients, ManualClock, make_csr, rpc_error, suite_settings
@@ -521,3 +527,34 @@ def test_crl_covering_more_than_a_restored_log_is_replaced(
         (key_id, "log behind")
     ]
     assert rebuilds[0].crl.revocation_sequence == 0
+
+
+def test_crl_too_large_for_grpc_points_to_http(
+    crl_suite: Suite, crl_clients: Clients, clock: ManualClock, tmp_path: Path
+) -> None:
+    """A CRL or bundle beyond one gRPC message is refused with a sentence
+    naming the HTTP URL to fetch it from, not a transport failure."""
+    crl_clients.create_frontdoor(FRONTDOOR)
+    _settle(crl_suite, clock)
+    key_id = _key_id(_intermediate(crl_clients))
+    settings = suite_settings(tmp_path / "data")
+    database = Database(settings.issuer_database_url)
+    hierarchy = Hierarchy(
+        database,
+        settings.issuer,
+        SignerContext(data_dir=settings.data_dir, environ={}),
+        AuditLog(database, "issuer", clock),
+        clock,
+    )
+    distribution = Distribution(hierarchy, CrlStore(database), clock, 200)
+    try:
+        with pytest.raises(ResourceExhausted, match=re.escape(f"/crl/{key_id}.crl")):
+            distribution.crl_message(key_id)
+        with pytest.raises(
+            ResourceExhausted, match=re.escape("/bundle/payments/ca.pem")
+        ):
+            distribution.trust_bundle(FRONTDOOR)
+        assert len(distribution.crl(key_id).der) > 200
+    finally:
+        hierarchy.close()
+        database.dispose()
