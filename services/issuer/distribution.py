@@ -123,7 +123,7 @@ class Distribution:
             )
 
         authorities = [self._hierarchy.root(), *intermediates]
-        bundle = issuer_pb2.TrustBundle(
+        return issuer_pb2.TrustBundle(
             frontdoor=frontdoor,
             ca_certificates=[authority.der for authority in authorities],
             crls=[self.crl(authority.key_id).der for authority in authorities],
@@ -132,6 +132,10 @@ class Distribution:
                 for authority in intermediates
             ],
         )
+
+    def trust_bundle_message(self, frontdoor: str) -> issuer_pb2.TrustBundle:
+        """The trust bundle as GetTrustBundle returns it, in one message."""
+        bundle = self.trust_bundle(frontdoor)
         if bundle.ByteSize() > self._max_message_bytes:
             raise ResourceExhausted(
                 f"the trust bundle of frontdoor {frontdoor!r} is {bundle.ByteSize()} "

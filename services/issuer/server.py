@@ -82,4 +82,4 @@ class IssuerServicer(issuer_pb2_grpc.IssuerServiceServicer):
         request: issuer_pb2.GetTrustBundleRequest,
         context: grpc.ServicerContext,
     ) -> issuer_pb2.TrustBundle:
-        return self._distribution.trust_bundle(request.frontdoor)
+        return self._distribution.trust_bundle_message(request.frontdoor)
