@@ -4,6 +4,7 @@ numbers and each rebuild happens once, while both serve the same CRL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import urllib.request
@@ -27,12 +28,31 @@ pytestmark = pytest.mark.slow
 FRONTDOOR = "payments"
 
 
+class IssuerProcesses(Processes):
+    """The test's processes, of which one can be stopped alone."""
+
+    def pid(self, name: str) -> int:
+        return next(process.pid for each, process in self._running if each == name)
+
+    def terminate(self, name: str) -> None:
+        """Stop one process as an operator would (SIGTERM) and wait for it."""
+        for each, process in self._running:
+            if each == name:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+@dataclasses.dataclass
+class TwoIssuers:
+    clients: dict[str, Clients]
+    publications: dict[str, str]
+    database: Path
+    processes: IssuerProcesses
+
+
 @pytest.fixture
-def two_issuers(
-    clean_redis: str, tmp_path: Path
-) -> Iterator[tuple[Clients, list[str], Path]]:
-    """A registry and two issuers on one database; clients of the first
-    issuer, both publication addresses, and the database file."""
+def two_issuers(clean_redis: str, tmp_path: Path) -> Iterator[TwoIssuers]:
+    """A registry and two issuers ("a" and "b") on one database."""
     ports = {name: free_port() for name in ("registry", "a", "b", "pub-a", "pub-b")}
     address = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
     base = {
@@ -46,7 +66,7 @@ def two_issuers(
         "TESSERA_ISSUER__CRL_POLL_SECONDS": "0.5",
         "TESSERA_ISSUER__CRL_COALESCE_SECONDS": "1",
     }
-    processes = Processes(tmp_path)
+    processes = IssuerProcesses(tmp_path)
     try:
         processes.start("registry", "registry", tessera_env(**base))
         wait_serving(address["registry"])
@@ -63,13 +83,18 @@ def two_issuers(
         processes.stop()
         pytest.fail(f"the services did not start:\n{processes.logs()}")
 
-    clients = Clients.connect(address["a"], address["registry"], address["registry"])
-    yield (
-        clients,
-        [address["pub-a"], address["pub-b"]],
-        tmp_path / "data" / "tessera.db",
+    clients = {
+        name: Clients.connect(address[name], address["registry"], address["registry"])
+        for name in ("a", "b")
+    }
+    yield TwoIssuers(
+        clients=clients,
+        publications={name: address[f"pub-{name}"] for name in ("a", "b")},
+        database=tmp_path / "data" / "tessera.db",
+        processes=processes,
     )
-    clients.close()
+    for each in clients.values():
+        each.close()
     processes.stop()
 
 
@@ -96,13 +121,21 @@ def _crl_signatures(database: Path) -> list[tuple[str, dict[str, object]]]:
     return [(actor, json.loads(details)) for actor, details in rows]
 
 
-def test_two_issuer_processes_rebuild_each_crl_once(
-    two_issuers: tuple[Clients, list[str], Path],
-) -> None:
+def _listed(publications: list[str], key_id: str, serials: set[int]) -> bool:
+    crls = [_fetch(publication, key_id) for publication in publications]
+    return all(
+        crl is not None and {entry.serial_number for entry in crl} == serials
+        for crl in crls
+    )
+
+
+def test_two_issuer_processes_rebuild_each_crl_once(two_issuers: TwoIssuers) -> None:
     """Two revocations reach the CRL both processes serve within seconds;
     the audit log shows one signing process, CRL numbers that only grow,
     and no log position signed twice for one CA."""
-    clients, publications, database = two_issuers
+    clients = two_issuers.clients["a"]
+    publications = list(two_issuers.publications.values())
+    database = two_issuers.database
     frontdoor = clients.create_frontdoor(FRONTDOOR)
     key_id = frontdoor.intermediates[0].key_id
     first = clients.issue(FRONTDOOR).record
@@ -110,11 +143,7 @@ def test_two_issuer_processes_rebuild_each_crl_once(
     clients.issue(FRONTDOOR)
 
     def listed(serials: set[int]) -> bool:
-        crls = [_fetch(publication, key_id) for publication in publications]
-        return all(
-            crl is not None and {entry.serial_number for entry in crl} == serials
-            for crl in crls
-        )
+        return _listed(publications, key_id, serials)
 
     assert eventually(lambda: listed(set()), timeout=30)
     started = time.monotonic()
@@ -133,3 +162,42 @@ def test_two_issuer_processes_rebuild_each_crl_once(
     positions = [details["revocation_sequence"] for details in mine]
     assert len(positions) == len(set(positions)), mine
     assert 2 <= len(mine) <= 4, mine
+
+
+def test_other_issuer_process_takes_over_when_the_rebuilder_stops(
+    two_issuers: TwoIssuers,
+) -> None:
+    """When the process that rebuilds CRLs stops, it gives up the lease and
+    the other one publishes the next revocation, continuing the numbers."""
+    first = two_issuers.clients["a"]
+    frontdoor = first.create_frontdoor(FRONTDOOR)
+    key_id = frontdoor.intermediates[0].key_id
+    record = first.issue(FRONTDOOR).record
+    publications = list(two_issuers.publications.values())
+    assert eventually(lambda: _listed(publications, key_id, set()), timeout=30)
+    (holder,) = {actor for actor, _ in _crl_signatures(two_issuers.database)}
+    rebuilder = next(
+        name
+        for name in ("a", "b")
+        if f":{two_issuers.processes.pid(f'issuer-{name}')}:" in holder
+    )
+    survivor = "b" if rebuilder == "a" else "a"
+
+    two_issuers.processes.terminate(f"issuer-{rebuilder}")
+    started = time.monotonic()
+    two_issuers.clients[survivor].revoke(record.fingerprint_sha256)
+
+    serials = {int(record.serial_number, 16)}
+    survivor_publication = [two_issuers.publications[survivor]]
+    assert eventually(
+        lambda: _listed(survivor_publication, key_id, serials), timeout=30
+    )
+    assert time.monotonic() - started < 30
+    signatures = [
+        (actor, details)
+        for actor, details in _crl_signatures(two_issuers.database)
+        if details["issuer_key_id"] == key_id
+    ]
+    assert signatures[-1][0] != holder
+    numbers = [int(str(details["crl_number"])) for _, details in signatures]
+    assert numbers == sorted(set(numbers))
