@@ -1,7 +1,8 @@
 # Conveniences around scripts/; the README's two commands need no make.
 PYTHON := .venv/bin/python
 
-.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts bench-signers
+.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts bench-signers \
+	bench-crl
 
 run:
 	scripts/run.sh
@@ -22,7 +23,7 @@ protos:
 
 # Benchmarks at full size print the figures quoted in the README; the test
 # run covers each at smoke size (pytest -m benchmark) so they cannot rot.
-bench: bench-enforcement bench-verdicts bench-signers
+bench: bench-enforcement bench-verdicts bench-signers bench-crl
 
 bench-enforcement:
 	$(PYTHON) -m benchmarks.enforcement
@@ -32,3 +33,6 @@ bench-verdicts:
 
 bench-signers:
 	$(PYTHON) -m benchmarks.signers
+
+bench-crl:
+	$(PYTHON) -m benchmarks.crl

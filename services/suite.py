@@ -12,6 +12,7 @@ import datetime as dt
 import os
 from collections.abc import Callable, Iterable
 
+from services.common import metrics
 from services.common.audit import AuditLog
 from services.common.clock import Clock, SystemClock
 from services.common.config import ConfigError, Settings
@@ -21,7 +22,16 @@ from services.common.logging import get_logger
 from services.common.metrics import serve_metrics
 from services.common.revocation_cache import RevocationCache, open_cache
 from services.common.rpc import RunningServer, open_channel, start_server
-from services.issuer.authority import Hierarchy
+from services.issuer.authority import CertificateAuthority, Hierarchy
+from services.issuer.crl import LEASE_NAME as CRL_LEASE_NAME
+from services.issuer.crl import (
+    CrlPublisher,
+    CrlSchedule,
+    CrlStore,
+    PublishedCrl,
+    Rebuild,
+)
+from services.issuer.distribution import Distribution, distribution_routes
 from services.issuer.publication import PublicationServer, ca_certificate_routes
 from services.issuer.server import SERVICE_NAME as ISSUER_SERVICE
 from services.issuer.server import IssuerServicer
@@ -51,6 +61,7 @@ _log = get_logger(__name__)
 # Who the issuer names in the audit log for what it does on its own.
 SYSTEM_ACTOR = "tessera (issuer start-up)"
 _RPC_WORKERS = 32
+_CRL_LEASE = dt.timedelta(seconds=60)
 
 
 @dataclasses.dataclass
@@ -66,6 +77,8 @@ class Suite:
     revocation_subscriber: RevocationSubscriber | None = None
     # The issuer's public HTTP listener (host:port), when it runs.
     publication: str | None = None
+    # The issuer's CRL rebuild job, when the issuer runs.
+    crl_publisher: CrlPublisher | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
@@ -218,8 +231,14 @@ def _start_issuer(
     channel = open_channel(registry_address)
     suite._closers.append(channel.close)
     registry = RegistryClient(channel)
+    crl_store = CrlStore(database)
+    publisher = _crl_publisher(
+        settings, hierarchy, registry, crl_store, database, clock
+    )
+    suite.crl_publisher = publisher
+    distribution = Distribution(hierarchy, crl_store, clock)
     issuer = Issuer(hierarchy, registry, cache, audit, settings.key_policy, clock)
-    servicer = IssuerServicer(issuer, registry)
+    servicer = IssuerServicer(issuer, registry, distribution)
     suite.servers["issuer"] = start_server(
         "issuer",
         settings.issuer.listen,
@@ -228,12 +247,86 @@ def _start_issuer(
         ),
         [ISSUER_SERVICE],
     )
+    if settings.issuer.crl_poll_seconds:
+        publisher.start(
+            dt.timedelta(seconds=settings.issuer.crl_poll_seconds),
+            _log_rebuilds,
+            lambda: _log.exception("CRL rebuild pass failed; the next pass retries"),
+        )
+        suite._closers.append(publisher.stop)
     if settings.issuer.publication_listen:
         publication = PublicationServer(
-            settings.issuer.publication_listen, ca_certificate_routes(hierarchy)
+            settings.issuer.publication_listen,
+            [
+                *ca_certificate_routes(hierarchy),
+                *distribution_routes(distribution, clock),
+            ],
         )
         suite.publication = publication.start()
         suite._closers.append(publication.stop)
+
+
+def _crl_publisher(
+    settings: Settings,
+    hierarchy: Hierarchy,
+    registry: RegistryClient,
+    store: CrlStore,
+    database: Database,
+    clock: Clock,
+) -> CrlPublisher:
+    issuer = settings.issuer
+    schedule = CrlSchedule(
+        validity=dt.timedelta(seconds=issuer.crl_validity_seconds),
+        refresh=dt.timedelta(seconds=issuer.crl_refresh_seconds),
+        coalesce=dt.timedelta(seconds=issuer.crl_coalesce_seconds),
+    )
+    # A rebuild of a large CRL takes seconds; the lease outlasts several.
+    lease = Lease(
+        database,
+        CRL_LEASE_NAME,
+        clock,
+        duration=max(dt.timedelta(seconds=issuer.crl_poll_seconds * 5), _CRL_LEASE),
+    )
+    return CrlPublisher(
+        hierarchy.open_all,
+        registry,
+        store,
+        hierarchy,
+        hierarchy.urls,
+        lease,
+        clock,
+        schedule,
+        lambda authorities, published: _report_crls(authorities, published, clock),
+    )
+
+
+def _log_rebuilds(rebuilds: list[Rebuild]) -> None:
+    for rebuild in rebuilds:
+        _log.info(
+            "CRL published",
+            issuer_key_id=rebuild.crl.issuer_key_id,
+            frontdoor=rebuild.crl.frontdoor,
+            crl_number=rebuild.crl.crl_number,
+            entries=rebuild.crl.entry_count,
+            covers_sequence=rebuild.crl.revocation_sequence,
+            cause=rebuild.cause,
+        )
+
+
+def _report_crls(
+    authorities: list[CertificateAuthority],
+    published: dict[str, PublishedCrl],
+    clock: Clock,
+) -> None:
+    now = clock.now()
+    for authority in authorities:
+        crl = published.get(authority.key_id)
+        if crl is None:
+            continue
+        labels = {"frontdoor": crl.frontdoor, "issuer_key_id": crl.issuer_key_id}
+        metrics.CRL_SIZE.labels(**labels).set(crl.size)
+        metrics.CRL_ENTRIES.labels(**labels).set(crl.entry_count)
+        metrics.CRL_AGE.labels(**labels).set((now - crl.this_update).total_seconds())
 
 
 def _start_validator(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import enforcement, verdicts
+from benchmarks import crl, enforcement, verdicts
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.slow]
 
@@ -33,3 +33,15 @@ def test_verdict_benchmark_runs_both_series(clean_redis: str) -> None:
     assert uncached.verdict_cache_seconds == 0
     assert cached.verdict_cache_seconds == 1
     assert cached.median < uncached.median * 2
+
+
+def test_crl_benchmark_runs_both_sides_on_the_same_entries() -> None:
+    """Ten thousand entries through Tessera and through cryptography alone:
+    both CRLs hold every entry and have the same size within the extensions
+    only Tessera adds; generous bounds on time and memory."""
+    report = crl.run(entries=10_000)
+
+    assert report.tessera.entries == report.reference.entries == 10_000
+    assert abs(report.tessera.crl_bytes - report.reference.crl_bytes) < 1000
+    assert report.ratio < 10, report.text()
+    assert report.tessera.peak_bytes < crl.GIB, report.text()

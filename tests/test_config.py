@@ -98,3 +98,16 @@ def test_hsm_settings_default_to_software_keys() -> None:
     assert issuer.root_key_uri is None
     assert issuer.key_store == "file:"
     assert issuer.pkcs11_module_path is None
+
+
+def test_rejects_crl_refresh_beyond_half_the_validity() -> None:
+    """A CRL must be rebuilt by half its validity, so that relying parties
+    always hold one well before its nextUpdate."""
+    with pytest.raises(ConfigError, match="at most half of crl_validity_seconds"):
+        load_settings(
+            issuer={"crl_validity_seconds": 3600, "crl_refresh_seconds": 1801}
+        )
+    settings = load_settings(
+        issuer={"crl_validity_seconds": 3600, "crl_refresh_seconds": 1800}
+    )
+    assert settings.issuer.crl_refresh_seconds == 1800

@@ -29,6 +29,7 @@ from google.protobuf import field_mask_pb2, json_format
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from services.cli import nginx
 from services.common import identifiers
 from services.common.audit import verify_chain
 from services.common.config import (
@@ -42,6 +43,7 @@ from services.common.database import Database, is_sqlite, migrate
 from services.common.errors import TesseraError
 from services.common.logging import configure_logging
 from services.common.rpc import open_channel, remote_error
+from services.issuer.distribution import pem
 from signers.api import SignerContext, SignerError, open_signer, redact_uri
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2, issuer_pb2_grpc
@@ -203,6 +205,16 @@ def _write(path: Path | None, content: bytes) -> None:
         return
     try:
         path.write_bytes(content)
+    except OSError as error:
+        raise CommandError(f"cannot write {path}: {error.strerror}") from None
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write ``path`` through a temporary file renamed over it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    _write(temporary, content)
+    try:
+        os.replace(temporary, path)
     except OSError as error:
         raise CommandError(f"cannot write {path}: {error.strerror}") from None
 
@@ -391,6 +403,39 @@ def _print_frontdoor(frontdoor: common_pb2.Frontdoor) -> None:
         "  revocation unknown     "
         f"{policy.removeprefix('REVOCATION_FAILURE_POLICY_').lower().replace('_', '-')}"
     )
+
+
+# export -----------------------------------------------------------------
+
+
+def _export_nginx(options: argparse.Namespace) -> int:
+    bundle = _issuer(options).GetTrustBundle(
+        issuer_pb2.GetTrustBundleRequest(frontdoor=options.frontdoor),
+        timeout=_DEADLINE_SECONDS,
+    )
+    directory: Path = options.out.resolve()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot create {directory}: {error.strerror}") from None
+    ca_path = directory / "ca.pem"
+    crl_path = directory / "crl.pem"
+    conf_path = directory / f"tessera-{options.frontdoor}.conf"
+    try:
+        snippet = nginx.server_snippet(
+            options.frontdoor, ca_path, crl_path, list(bundle.intermediate_subjects)
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    # Each file is replaced whole, so an nginx reload during a scheduled
+    # re-export never reads half a bundle.
+    _replace(
+        ca_path, b"".join(pem("CERTIFICATE", der) for der in bundle.ca_certificates)
+    )
+    _replace(crl_path, b"".join(pem("X509 CRL", der) for der in bundle.crls))
+    _replace(conf_path, snippet.encode())
+    print(f"wrote {ca_path}, {crl_path} and {conf_path}")
+    return 0
 
 
 # ca ---------------------------------------------------------------------
@@ -1123,6 +1168,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--json", action="store_true", help="one JSON object a line")
     watch.set_defaults(run=_revocations_watch)
+
+    export = _group(commands, "export", "configuration for relying parties")
+    nginx_export = export.add_parser(
+        "nginx",
+        parents=[anywhere],
+        help="write a frontdoor's CA and CRL bundles and an nginx snippet",
+        description="Write ca.pem (the platform root and the frontdoor's "
+        "intermediates), crl.pem (their CRLs) and tessera-FRONTDOOR.conf (nginx "
+        "directives for a server block: client certificates required, checked "
+        "against the bundles and the frontdoor's intermediates) into DIR.",
+    )
+    nginx_export.add_argument("--frontdoor", required=True)
+    nginx_export.add_argument("--out", type=Path, required=True, metavar="DIR")
+    nginx_export.set_defaults(run=_export_nginx)
 
     audit = _group(commands, "audit", "the hash-chained audit log")
     verify = audit.add_parser(

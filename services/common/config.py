@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +80,16 @@ class IssuerConfig(_Section):
     # TESSERA_PKCS11_MODULE variable, else SoftHSM2 where it usually lives.
     pkcs11_module_path: str | None = None
 
+    # CRLs (services/issuer/crl.py): nextUpdate is thisUpdate plus the
+    # validity; a CRL is rebuilt after the refresh interval (at most half the
+    # validity) and a coalescing delay after the first revocation it lacks.
+    # The rebuild job looks at the revocation log's end every poll interval;
+    # 0 stops the background job (tests drive it themselves).
+    crl_validity_seconds: float = Field(default=86_400.0, ge=60, le=31 * 86_400)
+    crl_refresh_seconds: float = Field(default=3_600.0, ge=1, le=15 * 86_400)
+    crl_coalesce_seconds: float = Field(default=5.0, ge=0, le=300)
+    crl_poll_seconds: float = Field(default=2.0, ge=0, le=300)
+
     @field_validator("root_key_uri", "key_store")
     @classmethod
     def _signer_uri_without_secrets(cls, value: str | None) -> str | None:
@@ -91,6 +108,15 @@ class IssuerConfig(_Section):
         except SignerError as error:
             raise ValueError(str(error)) from None
         return value
+
+    @model_validator(mode="after")
+    def _crl_refreshed_by_half_life(self) -> IssuerConfig:
+        if self.crl_refresh_seconds * 2 > self.crl_validity_seconds:
+            raise ValueError(
+                "crl_refresh_seconds may be at most half of crl_validity_seconds, so "
+                "that relying parties always hold a CRL well before its nextUpdate"
+            )
+        return self
 
     @field_validator("public_base_url")
     @classmethod

@@ -48,6 +48,25 @@ REVOCATION_STREAM_SEQUENCE = Gauge(
     "The last revocation-log sequence this validator applied from the stream.",
 )
 
+CRL_SIZE = Gauge(
+    "tessera_crl_size_bytes",
+    "Size of the newest published CRL (DER), by frontdoor and issuing CA key id; "
+    "the platform root's CRL has an empty frontdoor.",
+    ["frontdoor", "issuer_key_id"],
+)
+CRL_ENTRIES = Gauge(
+    "tessera_crl_entries",
+    "Revoked certificates listed in the newest published CRL, by frontdoor and "
+    "issuing CA key id.",
+    ["frontdoor", "issuer_key_id"],
+)
+CRL_AGE = Gauge(
+    "tessera_crl_age_seconds",
+    "Seconds since the thisUpdate of the newest published CRL, by frontdoor and "
+    "issuing CA key id, as of the CRL job's last pass.",
+    ["frontdoor", "issuer_key_id"],
+)
+
 
 def serve_metrics(listen: str) -> None:
     """Serve /metrics on ``host:port`` in a background thread."""

@@ -9,6 +9,7 @@ every signature with a CA key is audited before and after.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 
 import sqlalchemy as sa
@@ -262,6 +263,47 @@ class Hierarchy:
         )
         return certificate
 
+    def sign_crl(
+        self,
+        template: x509.CertificateRevocationListBuilder,
+        authority: CertificateAuthority,
+        crl_number: int,
+        entry_count: int,
+        revocation_sequence: int,
+        actor: str,
+    ) -> x509.CertificateRevocationList:
+        """Sign a CRL with a CA key, audited before and after;
+        ``revocation_sequence`` is the log end the CRL covers."""
+        details = {
+            "issuer_key_id": authority.key_id,
+            "frontdoor": authority.frontdoor,
+            "kind": authority.role,
+            "crl_number": str(crl_number),
+            "entry_count": entry_count,
+            "revocation_sequence": revocation_sequence,
+        }
+        self._audit.record("crl.sign", actor=actor, outcome="intent", **details)
+        try:
+            crl = template.sign(
+                authority.signer.private_key(),
+                signature_hash(authority.signer.public_key()),
+            )
+        except (SignerError, ValueError) as error:
+            self._audit.record(
+                "crl.sign", actor=actor, outcome="failure", error=str(error), **details
+            )
+            raise Unavailable(
+                f"the signer of CA {authority.key_id} could not sign its CRL: {error}"
+            ) from error
+        self._audit.record(
+            "crl.sign",
+            actor=actor,
+            outcome="success",
+            fingerprint=hashlib.sha256(crl.public_bytes(Encoding.DER)).hexdigest(),
+            **details,
+        )
+        return crl
+
     # Rows and signers ---------------------------------------------------
 
     def _row(self, role: str, frontdoor: str) -> AuthorityRow | None:
@@ -453,6 +495,18 @@ class Hierarchy:
                 .where(AuthorityRow.status == "active")
             ).one_or_none()
         return None if row is None else self._open(row)
+
+    def intermediates(self, frontdoor: str) -> list[CertificateAuthority]:
+        """The frontdoor's active intermediates, newest first."""
+        with self._database.reading() as session:
+            rows = session.scalars(
+                sa.select(AuthorityRow)
+                .where(AuthorityRow.role == INTERMEDIATE)
+                .where(AuthorityRow.frontdoor == frontdoor)
+                .where(AuthorityRow.status == "active")
+                .order_by(AuthorityRow.generation.desc())
+            ).all()
+        return [self._open(row) for row in rows]
 
     def authority_rows(self) -> list[AuthorityRow]:
         """Every CA this issuer holds or reserved a key for, oldest first."""

@@ -40,3 +40,27 @@ class AuthorityRow(IssuerBase):
     # "pending" or "active".
     status: Mapped[str] = mapped_column(sa.String(16))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class CrlRow(IssuerBase):
+    """The newest CRL of one CA, and what it covers (DESIGN, step 6).
+
+    One row per CA, replaced by each rebuild only with a greater CRL number,
+    so numbers never go backwards whichever issuer process publishes.
+    """
+
+    __tablename__ = "crls"
+
+    # The CA's subject key id, lowercase hex.
+    issuer_key_id: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    # Empty for the platform root's CRL.
+    frontdoor: Mapped[str] = mapped_column(sa.String(63), default="")
+    # RFC 5280 section 5.2.3 allows up to 20 octets; microseconds since the
+    # epoch need 7, so a 64-bit column holds every number this issuer makes.
+    crl_number: Mapped[int] = mapped_column(sa.BigInteger)
+    this_update: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    next_update: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # The revocation log's end that this CRL covers.
+    revocation_sequence: Mapped[int] = mapped_column(sa.BigInteger)
+    entry_count: Mapped[int] = mapped_column(sa.Integer)
+    der: Mapped[bytes] = mapped_column(sa.LargeBinary)

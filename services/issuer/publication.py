@@ -11,6 +11,8 @@ through ``run_blocking`` so the loop keeps accepting connections.
 URL layout (``PublicationUrls`` in ``profile`` writes the same paths):
 
 - ``/ca/<key id>.crt``: a CA certificate, DER (``application/pkix-cert``)
+- ``/crl/<key id>.crl`` and ``/bundle/<frontdoor>/{ca,crl}.pem``: see
+  ``distribution``
 - ``/healthz``: ``ok`` while the listener serves
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from services.common.rpc import caller_identity
+from services.issuer.distribution import Distribution
 from services.issuer.service import Issuer
 from services.registry.client import RegistryClient
 from tessera.common.v1 import common_pb2
@@ -16,9 +17,12 @@ SERVICE_NAME = issuer_pb2.DESCRIPTOR.services_by_name["IssuerService"].full_name
 class IssuerServicer(issuer_pb2_grpc.IssuerServiceServicer):
     """Translates IssuerService calls to the Issuer."""
 
-    def __init__(self, issuer: Issuer, registry: RegistryClient) -> None:
+    def __init__(
+        self, issuer: Issuer, registry: RegistryClient, distribution: Distribution
+    ) -> None:
         self._issuer = issuer
         self._registry = registry
+        self._distribution = distribution
 
     def CreateFrontdoor(
         self, request: issuer_pb2.CreateFrontdoorRequest, context: grpc.ServicerContext
@@ -67,3 +71,15 @@ class IssuerServicer(issuer_pb2_grpc.IssuerServiceServicer):
         context: grpc.ServicerContext,
     ) -> common_pb2.Revocation:
         return self._issuer.revoke_certificate(request, caller_identity(context))
+
+    def GetCrl(
+        self, request: issuer_pb2.GetCrlRequest, context: grpc.ServicerContext
+    ) -> issuer_pb2.Crl:
+        return self._distribution.crl_message(request.key_id)
+
+    def GetTrustBundle(
+        self,
+        request: issuer_pb2.GetTrustBundleRequest,
+        context: grpc.ServicerContext,
+    ) -> issuer_pb2.TrustBundle:
+        return self._distribution.trust_bundle_message(request.frontdoor)

@@ -3,9 +3,13 @@ deadlines, and remote errors mapped back into the error model."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+
 import grpc
 from google.protobuf import field_mask_pb2
 
+from services.common.certificate_facts import timestamp
 from services.common.rpc import calling
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
@@ -94,3 +98,54 @@ class RegistryClient:
         request = registry_pb2.GetKeyStatusRequest(spki_sha256=spki_sha256)
         with calling(_SERVICE):
             return self._stub.GetKeyStatus(request, timeout=self._timeout)
+
+    def last_sequence(self) -> int:
+        """The revocation log's newest sequence number."""
+        request = registry_pb2.ListRevocationsRequest(after_sequence=2**63 - 1, limit=1)
+        with calling(_SERVICE):
+            response = self._stub.ListRevocations(request, timeout=self._timeout)
+        return response.last_sequence
+
+    def revocations_between(
+        self, after_sequence: int, up_to_sequence: int, page_size: int = 10_000
+    ) -> Iterator[common_pb2.Revocation]:
+        """Every log entry with after_sequence < sequence <= up_to_sequence."""
+        after = after_sequence
+        while after < up_to_sequence:
+            request = registry_pb2.ListRevocationsRequest(
+                after_sequence=after, limit=page_size
+            )
+            with calling(_SERVICE):
+                response = self._stub.ListRevocations(request, timeout=self._timeout)
+            page = [r for r in response.revocations if r.sequence <= up_to_sequence]
+            if not page:
+                return
+            yield from page
+            after = page[-1].sequence
+
+    def issuer_revocations(
+        self,
+        issuer_key_id: str,
+        up_to_sequence: int,
+        not_valid_after_from: dt.datetime,
+        page_size: int = 10_000,
+    ) -> Iterator[registry_pb2.RevokedCertificate]:
+        """Every revoked certificate of one issuer up to a log sequence whose
+        notAfter is not before ``not_valid_after_from``, page by page."""
+        after = 0
+        while True:
+            request = registry_pb2.ListIssuerRevocationsRequest(
+                issuer_key_id=issuer_key_id,
+                after_sequence=after,
+                up_to_sequence=up_to_sequence,
+                not_valid_after_from=timestamp(not_valid_after_from),
+                limit=page_size,
+            )
+            with calling(_SERVICE):
+                response = self._stub.ListIssuerRevocations(
+                    request, timeout=self._timeout
+                )
+            if not response.revoked:
+                return
+            yield from response.revoked
+            after = response.revoked[-1].revocation.sequence

@@ -166,6 +166,26 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             revocations=revocations, last_sequence=last
         )
 
+    def ListIssuerRevocations(
+        self,
+        request: registry_pb2.ListIssuerRevocationsRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListIssuerRevocationsResponse:
+        revoked, last = self._store.list_issuer_revocations(
+            request.issuer_key_id,
+            request.after_sequence,
+            request.up_to_sequence,
+            (
+                request_timestamp(request.not_valid_after_from, "not_valid_after_from")
+                if request.HasField("not_valid_after_from")
+                else None
+            ),
+            request.limit,
+        )
+        return registry_pb2.ListIssuerRevocationsResponse(
+            revoked=revoked, last_sequence=last
+        )
+
     def GetRevocationStatus(
         self,
         request: registry_pb2.GetRevocationStatusRequest,

@@ -467,6 +467,47 @@ class RegistryStore:
             ).all()
             return [_revocation_message(row) for row in rows], last
 
+    def list_issuer_revocations(
+        self,
+        issuer_key_id: str,
+        after_sequence: int,
+        up_to_sequence: int,
+        not_valid_after_from: dt.datetime | None,
+        limit: int,
+    ) -> tuple[list[registry_pb2.RevokedCertificate], int]:
+        """One issuer's log entries after ``after_sequence`` (and at most
+        ``up_to_sequence``, when not zero) whose certificate's notAfter is
+        not before ``not_valid_after_from``, and the log's newest sequence."""
+        if limit > MAX_REVOCATION_PAGE:
+            raise InvalidArgument(f"limit may be at most {MAX_REVOCATION_PAGE}")
+        limit = limit or DEFAULT_REVOCATION_PAGE
+        issuer_key_id = _parsed(identifiers.parse_key_id, issuer_key_id)
+
+        with self._database.reading() as session:
+            last = _last_sequence(session)
+            up_to = min(up_to_sequence, last) if up_to_sequence else last
+            statement = (
+                sa.select(RevocationRow, CertificateRow.not_valid_after)
+                .join(CertificateRow, CertificateRow.id == RevocationRow.certificate_id)
+                .where(RevocationRow.issuer_key_id == issuer_key_id)
+                .where(RevocationRow.sequence > after_sequence)
+                .where(RevocationRow.sequence <= up_to)
+            )
+            if not_valid_after_from is not None:
+                statement = statement.where(
+                    CertificateRow.not_valid_after >= not_valid_after_from
+                )
+            rows = session.execute(
+                statement.order_by(RevocationRow.sequence).limit(limit)
+            ).all()
+            return [
+                registry_pb2.RevokedCertificate(
+                    revocation=_revocation_message(row),
+                    not_valid_after=facts.timestamp(not_valid_after),
+                )
+                for row, not_valid_after in rows
+            ], last
+
     def revocation_status(
         self, issuer_key_id: str, serial_number: str
     ) -> registry_pb2.RevocationStatus:

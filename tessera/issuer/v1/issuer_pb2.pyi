@@ -82,3 +82,45 @@ class RevokeCertificateRequest(_message.Message):
     reason: _common_pb2.RevocationReason
     invalidity_date: _timestamp_pb2.Timestamp
     def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[_common_pb2.SerialInFrontdoor, _Mapping]] = ..., reason: _Optional[_Union[_common_pb2.RevocationReason, str]] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetCrlRequest(_message.Message):
+    __slots__ = ("key_id",)
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    def __init__(self, key_id: _Optional[str] = ...) -> None: ...
+
+class Crl(_message.Message):
+    __slots__ = ("key_id", "frontdoor", "crl", "crl_number", "this_update", "next_update", "entry_count")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    CRL_FIELD_NUMBER: _ClassVar[int]
+    CRL_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    THIS_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    frontdoor: str
+    crl: bytes
+    crl_number: str
+    this_update: _timestamp_pb2.Timestamp
+    next_update: _timestamp_pb2.Timestamp
+    entry_count: int
+    def __init__(self, key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., crl: _Optional[bytes] = ..., crl_number: _Optional[str] = ..., this_update: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_update: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entry_count: _Optional[int] = ...) -> None: ...
+
+class GetTrustBundleRequest(_message.Message):
+    __slots__ = ("frontdoor",)
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    def __init__(self, frontdoor: _Optional[str] = ...) -> None: ...
+
+class TrustBundle(_message.Message):
+    __slots__ = ("frontdoor", "ca_certificates", "crls", "intermediate_subjects")
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    CA_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    CRLS_FIELD_NUMBER: _ClassVar[int]
+    INTERMEDIATE_SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    ca_certificates: _containers.RepeatedScalarFieldContainer[bytes]
+    crls: _containers.RepeatedScalarFieldContainer[bytes]
+    intermediate_subjects: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, frontdoor: _Optional[str] = ..., ca_certificates: _Optional[_Iterable[bytes]] = ..., crls: _Optional[_Iterable[bytes]] = ..., intermediate_subjects: _Optional[_Iterable[str]] = ...) -> None: ...

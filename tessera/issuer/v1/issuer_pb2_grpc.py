@@ -70,6 +70,16 @@ class IssuerServiceStub:
                 request_serializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.RevokeCertificateRequest.SerializeToString,
                 response_deserializer=tessera_dot_common_dot_v1_dot_common__pb2.Revocation.FromString,
                 _registered_method=True)
+        self.GetCrl = channel.unary_unary(
+                '/tessera.issuer.v1.IssuerService/GetCrl',
+                request_serializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.GetCrlRequest.SerializeToString,
+                response_deserializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.Crl.FromString,
+                _registered_method=True)
+        self.GetTrustBundle = channel.unary_unary(
+                '/tessera.issuer.v1.IssuerService/GetTrustBundle',
+                request_serializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.GetTrustBundleRequest.SerializeToString,
+                response_deserializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.TrustBundle.FromString,
+                _registered_method=True)
 
 
 class IssuerServiceServicer:
@@ -123,6 +133,23 @@ class IssuerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCrl(self, request, context):
+        """The newest CRL of a CA this issuer holds (the platform root's or an
+        intermediate's), as published at its distribution point.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrustBundle(self, request, context):
+        """What a relying party that builds paths to the root itself (nginx,
+        openssl) needs for one frontdoor: the root and the frontdoor's
+        intermediates, and their CRLs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IssuerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +187,16 @@ def add_IssuerServiceServicer_to_server(servicer, server):
                     servicer.RevokeCertificate,
                     request_deserializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.RevokeCertificateRequest.FromString,
                     response_serializer=tessera_dot_common_dot_v1_dot_common__pb2.Revocation.SerializeToString,
+            ),
+            'GetCrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCrl,
+                    request_deserializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.GetCrlRequest.FromString,
+                    response_serializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.Crl.SerializeToString,
+            ),
+            'GetTrustBundle': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrustBundle,
+                    request_deserializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.GetTrustBundleRequest.FromString,
+                    response_serializer=tessera_dot_issuer_dot_v1_dot_issuer__pb2.TrustBundle.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +388,60 @@ class IssuerService:
             '/tessera.issuer.v1.IssuerService/RevokeCertificate',
             tessera_dot_issuer_dot_v1_dot_issuer__pb2.RevokeCertificateRequest.SerializeToString,
             tessera_dot_common_dot_v1_dot_common__pb2.Revocation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.issuer.v1.IssuerService/GetCrl',
+            tessera_dot_issuer_dot_v1_dot_issuer__pb2.GetCrlRequest.SerializeToString,
+            tessera_dot_issuer_dot_v1_dot_issuer__pb2.Crl.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrustBundle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.issuer.v1.IssuerService/GetTrustBundle',
+            tessera_dot_issuer_dot_v1_dot_issuer__pb2.GetTrustBundleRequest.SerializeToString,
+            tessera_dot_issuer_dot_v1_dot_issuer__pb2.TrustBundle.FromString,
             options,
             channel_credentials,
             insecure,

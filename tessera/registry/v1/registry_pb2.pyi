@@ -167,6 +167,36 @@ class ListRevocationsResponse(_message.Message):
     last_sequence: int
     def __init__(self, revocations: _Optional[_Iterable[_Union[_common_pb2.Revocation, _Mapping]]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
 
+class ListIssuerRevocationsRequest(_message.Message):
+    __slots__ = ("issuer_key_id", "after_sequence", "up_to_sequence", "not_valid_after_from", "limit")
+    ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    UP_TO_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    NOT_VALID_AFTER_FROM_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    issuer_key_id: str
+    after_sequence: int
+    up_to_sequence: int
+    not_valid_after_from: _timestamp_pb2.Timestamp
+    limit: int
+    def __init__(self, issuer_key_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., up_to_sequence: _Optional[int] = ..., not_valid_after_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RevokedCertificate(_message.Message):
+    __slots__ = ("revocation", "not_valid_after")
+    REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    NOT_VALID_AFTER_FIELD_NUMBER: _ClassVar[int]
+    revocation: _common_pb2.Revocation
+    not_valid_after: _timestamp_pb2.Timestamp
+    def __init__(self, revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListIssuerRevocationsResponse(_message.Message):
+    __slots__ = ("revoked", "last_sequence")
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    revoked: _containers.RepeatedCompositeFieldContainer[RevokedCertificate]
+    last_sequence: int
+    def __init__(self, revoked: _Optional[_Iterable[_Union[RevokedCertificate, _Mapping]]] = ..., last_sequence: _Optional[int] = ...) -> None: ...
+
 class GetRevocationStatusRequest(_message.Message):
     __slots__ = ("issuer_key_id", "serial_number")
     ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]

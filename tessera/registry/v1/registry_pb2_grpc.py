@@ -85,6 +85,11 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListRevocationsRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListRevocationsResponse.FromString,
                 _registered_method=True)
+        self.ListIssuerRevocations = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/ListIssuerRevocations',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListIssuerRevocationsRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListIssuerRevocationsResponse.FromString,
+                _registered_method=True)
         self.GetRevocationStatus = channel.unary_unary(
                 '/tessera.registry.v1.RegistryService/GetRevocationStatus',
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationStatusRequest.SerializeToString,
@@ -173,6 +178,14 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListIssuerRevocations(self, request, context):
+        """One issuing CA's revoked certificates with their notAfter, in sequence
+        order, as the issuer needs them to build that CA's CRL.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRevocationStatus(self, request, context):
         """The authoritative revocation status of one certificate, for validators
         whose cache cannot prove it.
@@ -254,6 +267,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListRevocations,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListRevocationsRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListRevocationsResponse.SerializeToString,
+            ),
+            'ListIssuerRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIssuerRevocations,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListIssuerRevocationsRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListIssuerRevocationsResponse.SerializeToString,
             ),
             'GetRevocationStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRevocationStatus,
@@ -541,6 +559,33 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/ListRevocations',
             tessera_dot_registry_dot_v1_dot_registry__pb2.ListRevocationsRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.ListRevocationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIssuerRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/ListIssuerRevocations',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListIssuerRevocationsRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListIssuerRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,80 @@
+"""'tessera export nginx': the bundles and snippet it writes, and what it
+refuses. (tests/issuer/test_crl_relying_parties.py runs nginx on them.)"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from services.cli.main import main
+from services.cli.nginx import issuer_dn_pattern
+from services.suite import Suite
+from tests.support import Clients, eventually
+
+
+def test_issuer_dn_pattern_matches_only_the_exact_names() -> None:
+    """Each name matches in full; a longer, shorter or different name does
+    not, and quotes or backslashes cannot end the nginx string."""
+    names = ['CN=payments frontdoor CA 1a2b3c4d,OU=frontdoor payments,O=Tessera',
+             'CN=odd \\"name\\"\\, here,O=Te$sera (x)']  # fmt: skip
+    pattern = issuer_dn_pattern(names)
+
+    assert '"' not in pattern
+    assert "\\\\" not in pattern
+    for name in names:
+        assert re.fullmatch(pattern, name)
+    assert not re.fullmatch(pattern, names[0] + ",O=more")
+    assert not re.fullmatch(pattern, names[0][1:])
+    assert not re.fullmatch(pattern, names[0].replace("payments", "billing"))
+
+
+def test_issuer_dn_pattern_refuses_what_it_cannot_match() -> None:
+    with pytest.raises(ValueError, match="no intermediate"):
+        issuer_dn_pattern([])
+    with pytest.raises(ValueError, match="non-ASCII"):
+        issuer_dn_pattern(["CN=Zürich"])
+
+
+def test_export_writes_bundles_and_snippet(
+    suite: Suite, clients: Clients, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ca.pem holds the root and the frontdoor's intermediate, crl.pem their
+    CRLs, and the snippet points at both and names the intermediate."""
+    clients.create_frontdoor("payments")
+    clients.create_frontdoor("billing")
+    out = tmp_path / "nginx"
+
+    def exported() -> bool:
+        return main(["export", "nginx", "--issuer", suite.address("issuer"),
+                     "--frontdoor", "payments", "--out", str(out)]) == 0  # fmt: skip
+
+    # The CRL job builds the new intermediate's CRL within a poll or two.
+    assert eventually(exported, timeout=20)
+    certificates = x509.load_pem_x509_certificates((out / "ca.pem").read_bytes())
+    crls = (out / "crl.pem").read_bytes().count(b"-----BEGIN X509 CRL-----")
+    snippet = (out / "tessera-payments.conf").read_text()
+
+    assert len(certificates) == 2
+    assert crls == 2
+    intermediate = certificates[1].subject.rfc4514_string()
+    assert "frontdoor payments" in intermediate
+    assert f"ssl_client_certificate {out / 'ca.pem'};" in snippet
+    assert f"ssl_crl {out / 'crl.pem'};" in snippet
+    assert "ssl_verify_client on;" in snippet
+    assert "ssl_verify_depth 2;" in snippet
+    assert "$ssl_client_i_dn" in snippet
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_export_of_an_unknown_frontdoor_says_so(
+    suite: Suite, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["export", "nginx", "--issuer", suite.address("issuer"),
+                 "--frontdoor", "absent", "--out", str(tmp_path / "x")])  # fmt: skip
+
+    assert code == 2
+    assert "frontdoor 'absent' has no current intermediate" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "ca.pem").exists()
