@@ -1096,7 +1096,9 @@ def _parser() -> argparse.ArgumentParser:
         "--chain", type=Path, help="intermediate certificate file (PEM)"
     )
     request.add_argument("--name", help="descriptive name recorded in the registry")
-    request.add_argument("--days", type=int, help="validity in days")
+    request.add_argument(
+        "--days", type=_whole_number(1, _UINT32), help="validity in days"
+    )
     request.set_defaults(run=_cert_request)
 
     validate = cert.add_parser(
@@ -1131,7 +1133,10 @@ def _parser() -> argparse.ArgumentParser:
         "--status", choices=sorted(_STATUSES), help="only certificates in this status"
     )
     listing.add_argument(
-        "--page-size", type=int, default=100, help="certificates a page (default 100)"
+        "--page-size",
+        type=_whole_number(1, 1000),
+        default=100,
+        help="certificates a page, 1 to 1000 (default 100)",
     )
     listing.add_argument("--all", action="store_true", help="follow every page")
     listing.add_argument("--json", action="store_true", help="JSON output")
@@ -1202,6 +1207,27 @@ def _certificate_selector_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frontdoor", help="the frontdoor the serial belongs to")
 
 
+# The largest value of the protobuf uint32 fields these flags fill.
+_UINT32 = 2**32 - 1
+
+
+def _whole_number(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low} to {high}")
+        return value
+
+    return number
+
+
 def _group(commands: Any, name: str, help_text: str) -> Any:
     group = commands.add_parser(name, help=help_text)
     return group.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
@@ -1209,10 +1235,14 @@ def _group(commands: Any, name: str, help_text: str) -> Any:
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--default-validity-days", type=int, help="validity when a request names none"
+        "--default-validity-days",
+        type=_whole_number(1, _UINT32),
+        help="validity when a request names none",
     )
     parser.add_argument(
-        "--max-validity-days", type=int, help="longest validity a request may ask for"
+        "--max-validity-days",
+        type=_whole_number(1, _UINT32),
+        help="longest validity a request may ask for",
     )
     parser.add_argument(
         "--key-types",
@@ -1222,7 +1252,11 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         + ", ".join(_KEY_TYPE_FLAGS)
         + " (within the platform's key_policy)",
     )
-    parser.add_argument("--min-rsa-bits", type=int, help="smallest RSA key accepted")
+    parser.add_argument(
+        "--min-rsa-bits",
+        type=_whole_number(1, _UINT32),
+        help="smallest RSA key accepted",
+    )
     parser.add_argument(
         "--on-revocation-unknown",
         choices=("fail-closed", "fail-open"),

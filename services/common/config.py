@@ -255,6 +255,10 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(
             f"configuration file {config_file} is not TOML: {error}"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"configuration file {config_file} is not UTF-8 text; TOML files are"
+        ) from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"

@@ -111,3 +111,39 @@ def test_unknown_key_type_is_refused_before_any_call(
 
     assert exit_status.value.code == 2
     assert "comma-separated list" in capsys.readouterr().err
+
+
+def test_configuration_file_that_is_not_utf8_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "tessera.toml"
+    config.write_bytes(b"data_dir = '\xff\xfe'\n")
+
+    code = main(["--config", str(config), "frontdoor", "list"])
+
+    assert code == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["cert", "request", "--frontdoor", "f", "--csr", "c", "--out", "o", "--days"],
+        ["frontdoor", "update", "payments", "--default-validity-days"],
+        ["frontdoor", "update", "payments", "--min-rsa-bits"],
+        ["cert", "list", "--page-size"],
+    ],
+    ids=["days", "default-validity-days", "min-rsa-bits", "page-size"],
+)
+@pytest.mark.parametrize("value", ["-1", "0", "99999999999", "ten"])
+def test_numbers_out_of_range_are_refused_before_any_call(
+    capsys: pytest.CaptureFixture[str], arguments: list[str], value: str
+) -> None:
+    """A number the API cannot carry is a usage error, not a traceback."""
+    with pytest.raises(SystemExit) as exit_status:
+        main([*arguments, value])
+
+    assert exit_status.value.code == 2
+    error = capsys.readouterr().err
+    assert "is outside" in error or "is not a whole number" in error
+    assert "Traceback" not in error
