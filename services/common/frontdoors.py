@@ -65,6 +65,15 @@ def check_settings(
         raise InvalidArgument(
             f"min_rsa_bits may not be below the platform's {policy.min_rsa_bits}"
         )
+    if settings.issuance.min_rsa_bits > policy.max_rsa_bits:
+        raise InvalidArgument(
+            f"min_rsa_bits {settings.issuance.min_rsa_bits} is above the largest RSA "
+            f"key the platform accepts ({policy.max_rsa_bits} bits), so no RSA key "
+            "could be issued for"
+        )
+    requested = list(settings.issuance.allowed_key_types)
+    if len(set(requested)) != len(requested):
+        raise InvalidArgument("allowed_key_types names a key type more than once")
     allowed = set(platform_key_types(policy))
     for key_type in settings.issuance.allowed_key_types:
         if key_type not in allowed:

@@ -554,6 +554,18 @@ def test_invalid_frontdoor_name_is_invalid_argument(
             "KEY_TYPE_ED25519 is not allowed by the platform's key policy",
             id="key-type-the-platform-forbids",
         ),
+        pytest.param(
+            common_pb2.IssuanceProfile(min_rsa_bits=99_999),
+            "above the largest RSA key the platform accepts",
+            id="min-rsa-bits-above-every-key",
+        ),
+        pytest.param(
+            common_pb2.IssuanceProfile(
+                allowed_key_types=[common_pb2.KEY_TYPE_EC_P256] * 3
+            ),
+            "names a key type more than once",
+            id="repeated-key-type",
+        ),
     ],
 )
 def test_contradictory_frontdoor_settings_are_invalid_argument(
