@@ -22,6 +22,15 @@ from services.common.metrics import serve_metrics
 from services.common.revocation_cache import RevocationCache, open_cache
 from services.common.rpc import RunningServer, open_channel, start_server
 from services.issuer.authority import Hierarchy
+from services.issuer.ocsp import LEASE_NAME as OCSP_LEASE_NAME
+from services.issuer.ocsp import (
+    CaSigning,
+    DelegatedResponders,
+    OcspResponder,
+    RedisPresigned,
+    ResponseSigning,
+)
+from services.issuer.ocsp_http import ocsp_routes
 from services.issuer.publication import PublicationServer, ca_certificate_routes
 from services.issuer.server import SERVICE_NAME as ISSUER_SERVICE
 from services.issuer.server import IssuerServicer
@@ -51,6 +60,9 @@ _log = get_logger(__name__)
 # Who the issuer names in the audit log for what it does on its own.
 SYSTEM_ACTOR = "tessera (issuer start-up)"
 _RPC_WORKERS = 32
+# How often the issuer looks for OCSP responder certificates past half
+# their life (days); the lease passes to another process after five misses.
+_OCSP_RENEWAL_INTERVAL = dt.timedelta(minutes=1)
 
 
 @dataclasses.dataclass
@@ -218,7 +230,16 @@ def _start_issuer(
     channel = open_channel(registry_address)
     suite._closers.append(channel.close)
     registry = RegistryClient(channel)
-    issuer = Issuer(hierarchy, registry, cache, audit, settings.key_policy, clock)
+    responder = _ocsp_responder(settings, database, hierarchy, registry, clock, suite)
+    issuer = Issuer(
+        hierarchy,
+        registry,
+        cache,
+        audit,
+        settings.key_policy,
+        clock,
+        revocation_listeners=[responder.certificate_revoked],
+    )
     servicer = IssuerServicer(issuer, registry)
     suite.servers["issuer"] = start_server(
         "issuer",
@@ -230,10 +251,44 @@ def _start_issuer(
     )
     if settings.issuer.publication_listen:
         publication = PublicationServer(
-            settings.issuer.publication_listen, ca_certificate_routes(hierarchy)
+            settings.issuer.publication_listen,
+            [*ca_certificate_routes(hierarchy), *ocsp_routes(responder, clock)],
         )
         suite.publication = publication.start()
         suite._closers.append(publication.stop)
+
+
+def _ocsp_responder(
+    settings: Settings,
+    database: Database,
+    hierarchy: Hierarchy,
+    registry: RegistryClient,
+    clock: Clock,
+    suite: Suite,
+) -> OcspResponder:
+    """The OCSP responder, signing as ``issuer.ocsp_signing`` says."""
+    signing: ResponseSigning
+    if settings.issuer.ocsp_signing == "ca":
+        signing = CaSigning(hierarchy, SYSTEM_ACTOR)
+    else:
+        # The renewal job's lease lives in the issuer's own database.
+        migrate(settings.issuer_database_url, "common")
+        lease = Lease(
+            database, OCSP_LEASE_NAME, clock, duration=_OCSP_RENEWAL_INTERVAL * 5
+        )
+        delegated = DelegatedResponders(
+            database, hierarchy, settings.issuer, lease, clock, SYSTEM_ACTOR
+        )
+        # Fail closed, as for CA keys: a key store that cannot make the
+        # responder keys stops start-up.
+        delegated.renew_due()
+        delegated.start(_OCSP_RENEWAL_INTERVAL)
+        suite._closers.append(delegated.stop)
+        signing = delegated
+    shared = RedisPresigned(settings.redis_url) if settings.redis_url else None
+    if shared is not None:
+        suite._closers.append(shared.close)
+    return OcspResponder(hierarchy, registry, signing, clock, settings.issuer, shared)
 
 
 def _start_validator(

@@ -48,6 +48,20 @@ REVOCATION_STREAM_SEQUENCE = Gauge(
     "The last revocation-log sequence this validator applied from the stream.",
 )
 
+OCSP_RESPONSES = Counter(
+    "tessera_ocsp_responses_total",
+    "OCSP responses, by OCSPResponseStatus (successful, malformed_request, "
+    "unauthorized, try_later, internal_error) and by how they were made: hit or "
+    "miss of the pre-signed cache, nonce (signed for the request), several "
+    "(several certificates, signed for the request) or error.",
+    ["response_status", "cache"],
+)
+OCSP_CERTIFICATE_STATUSES = Counter(
+    "tessera_ocsp_certificate_statuses_total",
+    "Certificate statuses in successful OCSP responses: good, revoked, unknown.",
+    ["status"],
+)
+
 
 def serve_metrics(listen: str) -> None:
     """Serve /metrics on ``host:port`` in a background thread."""

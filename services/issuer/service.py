@@ -6,6 +6,8 @@ revocation cache together; ``server`` only translates gRPC messages.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from google.protobuf import field_mask_pb2
@@ -40,6 +42,7 @@ from services.issuer.policy import AcceptedRequest, check_csr, load_csr
 from services.issuer.profile import Validity, client_template
 from services.registry.client import RegistryClient
 from services.registry.store import check_descriptive_name
+from signers.api import SignerError
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
 from tessera.registry.v1 import registry_pb2
@@ -58,6 +61,7 @@ class Issuer:
         audit: AuditLog,
         key_policy: KeyPolicyConfig,
         clock: Clock,
+        revocation_listeners: Sequence[Callable[[common_pb2.Revocation], None]] = (),
     ) -> None:
         self._hierarchy = hierarchy
         self._registry = registry
@@ -65,6 +69,9 @@ class Issuer:
         self._audit = audit
         self._key_policy = key_policy
         self._clock = clock
+        # Told of each revocation this issuer records (the OCSP responder
+        # replaces its pre-signed responses).
+        self._revocation_listeners = tuple(revocation_listeners)
 
     # Frontdoors ---------------------------------------------------------
 
@@ -267,6 +274,19 @@ class Issuer:
                 sequence=revocation.sequence,
                 error=error.message,
             )
+
+        # Step 3: pre-signed OCSP responses say "revoked" from now on.
+        for listener in self._revocation_listeners:
+            try:
+                listener(revocation)
+            except (TesseraError, SignerError) as error:
+                _log.warning(
+                    "revocation recorded but a pre-signed OCSP response could not "
+                    "be replaced; it was dropped, and the next request reads the "
+                    "registry",
+                    sequence=revocation.sequence,
+                    error=str(error),
+                )
         return revocation
 
     def platform_root(self) -> common_pb2.CaCertificate:
