@@ -78,6 +78,9 @@ class Suite:
     revocation_subscriber: RevocationSubscriber | None = None
     # The issuer's public HTTP listener (host:port), when it runs.
     publication: str | None = None
+    # The issuer's OCSP responder and, in delegated mode, its responders.
+    ocsp_responder: OcspResponder | None = None
+    ocsp_delegated: DelegatedResponders | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
@@ -284,11 +287,15 @@ def _ocsp_responder(
         delegated.renew_due()
         delegated.start(_OCSP_RENEWAL_INTERVAL)
         suite._closers.append(delegated.stop)
+        suite.ocsp_delegated = delegated
         signing = delegated
     shared = RedisPresigned(settings.redis_url) if settings.redis_url else None
     if shared is not None:
         suite._closers.append(shared.close)
-    return OcspResponder(hierarchy, registry, signing, clock, settings.issuer, shared)
+    suite.ocsp_responder = OcspResponder(
+        hierarchy, registry, signing, clock, settings.issuer, shared
+    )
+    return suite.ocsp_responder
 
 
 def _start_validator(
