@@ -30,6 +30,8 @@ import abc
 import collections
 import dataclasses
 import datetime as dt
+import email.utils
+import functools
 import hashlib
 import struct
 import threading
@@ -41,8 +43,14 @@ from asn1crypto import core
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+)
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp as x509_ocsp
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -81,6 +89,23 @@ _HASHES: dict[str, Callable[[bytes], bytes]] = {
     SHA256: lambda data: hashlib.sha256(data).digest(),
 }
 _HASH_NAMES = {SHA1: "sha1", SHA256: "sha256"}
+_OIDS_BY_NAME = {name: oid for oid, name in _HASH_NAMES.items()}
+_HASH_CLASSES: dict[str, type[hashes.SHA1 | hashes.SHA256]] = {
+    SHA1: hashes.SHA1,
+    SHA256: hashes.SHA256,
+}
+# RFC 5280 CRLReason codes as cryptography names them.
+_REASON_FLAGS = {
+    1: x509.ReasonFlags.key_compromise,
+    2: x509.ReasonFlags.ca_compromise,
+    3: x509.ReasonFlags.affiliation_changed,
+    4: x509.ReasonFlags.superseded,
+    5: x509.ReasonFlags.cessation_of_operation,
+    6: x509.ReasonFlags.certificate_hold,
+    8: x509.ReasonFlags.remove_from_crl,
+    9: x509.ReasonFlags.privilege_withdrawn,
+    10: x509.ReasonFlags.aa_compromise,
+}
 NONCE = "1.3.6.1.5.5.7.48.1.2"
 # RFC 8954 section 2.1: a nonce is 1 to 32 octets.
 MAX_NONCE_OCTETS = 32
@@ -114,7 +139,7 @@ class OcspRefusal(Exception):
 class CertIdRequest:
     """One CertID of a request, as sent."""
 
-    cert_id: asn1_ocsp.CertId
+    # The hash algorithm's OID, dotted.
     hash_algorithm: str
     issuer_name_hash: bytes
     issuer_key_hash: bytes
@@ -133,6 +158,9 @@ def parse_request(der: bytes) -> ParsedRequest:
     """Read an OCSPRequest; OcspRefusal(malformedRequest) when it is not one."""
     if not der:
         raise OcspRefusal(MALFORMED_REQUEST, "the request is empty")
+    single = _parse_single(der)
+    if single is not None:
+        return single
     try:
         request = asn1_ocsp.OCSPRequest.load(der, strict=True)
         tbs_request = request["tbs_request"]
@@ -143,7 +171,6 @@ def parse_request(der: bytes) -> ParsedRequest:
             cert_id = each["req_cert"]
             cert_ids.append(
                 CertIdRequest(
-                    cert_id=cert_id,
                     hash_algorithm=cert_id["hash_algorithm"]["algorithm"].dotted,
                     issuer_name_hash=bytes(cert_id["issuer_name_hash"].native),
                     issuer_key_hash=bytes(cert_id["issuer_key_hash"].native),
@@ -165,6 +192,33 @@ def parse_request(der: bytes) -> ParsedRequest:
             f"a request may name at most {MAX_CERTIFICATES_PER_REQUEST} certificates",
         )
     return ParsedRequest(tuple(cert_ids), nonce)
+
+
+def _parse_single(der: bytes) -> ParsedRequest | None:
+    """The common request (one certificate, SHA-1 or SHA-256, at most a
+    nonce) read by cryptography's faster parser; None for anything else,
+    which asn1crypto then reads or refuses."""
+    try:
+        request = x509_ocsp.load_der_ocsp_request(der)
+        algorithm = _OIDS_BY_NAME.get(request.hash_algorithm.name)
+        extensions = list(request.extensions)
+    except (ValueError, UnsupportedAlgorithm, NotImplementedError):
+        # NotImplementedError: more than one certificate.
+        return None
+    if algorithm is None or any(
+        not isinstance(extension.value, x509.OCSPNonce) for extension in extensions
+    ):
+        return None
+    nonce = extensions[0].value.nonce if extensions else None
+    if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_OCTETS:
+        return None
+    cert_id = CertIdRequest(
+        hash_algorithm=algorithm,
+        issuer_name_hash=request.issuer_name_hash,
+        issuer_key_hash=request.issuer_key_hash,
+        serial_number=request.serial_number,
+    )
+    return ParsedRequest((cert_id,), nonce)
 
 
 def _nonce(tbs_request: asn1_ocsp.TBSRequest) -> bytes | None:
@@ -227,6 +281,15 @@ class ResponseSigner:
     # Responses may be valid until this moment at most.
     not_valid_after: dt.datetime
     sign: Callable[[bytes, list[int]], bytes]
+    # For responses about one certificate, cryptography's builder signs
+    # through this key (the signer contract's wrapper) and names this
+    # certificate; None where every signature must go through ``sign``
+    # (the CA's, which the hierarchy audits).
+    private_key: CertificateIssuerPrivateKeyTypes | None = None
+    responder: x509.Certificate | None = None
+    # True when signing is pure computation (a software key), so a response
+    # may be signed on the listener's event loop instead of a worker thread.
+    inline: bool = False
 
 
 def _key_hash(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> bytes:
@@ -251,6 +314,11 @@ class ResponseSigning(abc.ABC):
     @abc.abstractmethod
     def signer_for(self, authority: CertificateAuthority) -> ResponseSigner:
         """The signer of ``authority``'s responses now."""
+
+    def held(self, issuer_key_id: str) -> ResponseSigner | None:
+        """The signer of the intermediate's responses if it is at hand
+        without blocking (no database, no key store); else None."""
+        return None
 
 
 class CaSigning(ResponseSigning):
@@ -324,6 +392,12 @@ class DelegatedResponders(ResponseSigning):
                 "certificate, and another issuer process holds the renewal lease"
             )
         return self._remember(authority.key_id, row, now)
+
+    def held(self, issuer_key_id: str) -> ResponseSigner | None:
+        current = self._current.get(issuer_key_id)
+        if current is None or self._clock.now() >= current[1]:
+            return None
+        return current[0]
 
     def renew_due(self) -> int:
         """Renew every responder past half its life (and create missing
@@ -453,6 +527,9 @@ class DelegatedResponders(ResponseSigning):
             certificate=asn1_x509.Certificate.load(row.certificate),
             not_valid_after=row.not_valid_after,
             sign=lambda tbs, _serials: sign_data(signer, tbs),
+            private_key=signer.private_key(),
+            responder=certificate,
+            inline=signer.describe().backend == "file",
         )
         # Look again in the database at half-life: another process may
         # have renewed it by then.
@@ -630,14 +707,17 @@ class OcspAnswer:
     # Why an error status was given, for the log.
     reason: str = ""
 
-
-@dataclasses.dataclass(frozen=True)
-class _Issuer:
-    """An intermediate as CertIDs name it."""
-
-    key_id: str
-    # (hash algorithm, issuerNameHash, issuerKeyHash) for each algorithm.
-    cert_id_hashes: tuple[tuple[str, bytes, bytes], ...]
+    @functools.cached_property
+    def http_validators(self) -> dict[str, str]:
+        """ETag, Last-Modified and Expires of a cacheable response, worked
+        out once: a pre-signed answer is served many times."""
+        if self.this_update is None or self.next_update is None:
+            return {}
+        return {
+            "Last-Modified": email.utils.format_datetime(self.this_update, True),
+            "Expires": email.utils.format_datetime(self.next_update, True),
+            "ETag": f'"{hashlib.sha256(self.der).hexdigest()[:32]}"',
+        }
 
 
 def _issuer_hashes(
@@ -678,7 +758,16 @@ class OcspResponder:
             else None
         )
         self._memory: collections.OrderedDict[
-            CacheKey, tuple[PresignedResponse, dt.datetime]
+            CacheKey, tuple[PresignedResponse, dt.datetime, OcspAnswer]
+        ] = collections.OrderedDict()
+        # The DER of requests answered from pre-signed responses, and their
+        # cache key: the same bytes always name the same CertID, so a
+        # repeated request is answered without being parsed again.
+        self._request_keys: dict[bytes, CacheKey] = {}
+        # Certificate statuses read from the registry, reused for requests
+        # with a nonce as long as pre-signed responses are (same bound).
+        self._statuses: collections.OrderedDict[
+            tuple[str, int], tuple[CertificateStatus, dt.datetime]
         ] = collections.OrderedDict()
         self._memory_capacity = memory_capacity
         self._memory_lock = threading.Lock()
@@ -689,13 +778,24 @@ class OcspResponder:
     # Answering ------------------------------------------------------------
 
     def respond_from_memory(self, der: bytes) -> OcspAnswer | None:
-        """The pre-signed answer held in this process's memory, or None when
-        answering needs the registry, Redis or a signature. Never blocks."""
-        try:
-            request = parse_request(der)
-        except OcspRefusal:
+        """The pre-signed answer held in this process's memory for a request
+        answered before, or None when answering needs parsing, the
+        registry, Redis or a signature. Never blocks: the listener calls it
+        on its event loop."""
+        key = self._request_keys.get(der)
+        if key is None:
+            return self._sign_inline(der)
+        held = self._memory.get(key)
+        if held is None or self._clock.now() >= held[1]:
             return None
-        if request.nonce is not None or len(request.cert_ids) != 1:
+        return held[2]
+
+    def _sign_inline(self, der: bytes) -> OcspAnswer | None:
+        """A request with a nonce for one certificate whose status is known
+        here, signed at once when the signer is a software key; None when
+        that is not the case."""
+        request = _parse_single(der)
+        if request is None or request.nonce is None:
             return None
         (cert_id,) = request.cert_ids
         key_id = self._issuers.get(
@@ -703,18 +803,24 @@ class OcspResponder:
         )
         if key_id is None:
             return None
-        key = (key_id, cert_id.serial_number, cert_id.hash_algorithm)
         now = self._clock.now()
-        with self._memory_lock:
-            held = self._memory.get(key)
-        if held is None or now >= held[1]:
+        known = self._statuses.get((key_id, cert_id.serial_number))
+        signer = self._signing.held(key_id)
+        if known is None or now >= known[1] or signer is None or not signer.inline:
             return None
-        return _presigned_answer(held[0], "hit")
+        this_update = now.replace(microsecond=0)
+        next_update = min(this_update + self._validity, signer.not_valid_after)
+        if next_update <= this_update:
+            return None
+        response = _sign_one(
+            signer, cert_id, known[0], this_update, next_update, request.nonce
+        )
+        return OcspAnswer(response, SUCCESSFUL, "nonce", statuses=(known[0].status,))
 
     def respond(self, der: bytes) -> OcspAnswer:
         """The answer to one DER OCSPRequest; blocking (registry, signer)."""
         try:
-            return self._respond(parse_request(der))
+            return self._respond(parse_request(der), der)
         except OcspRefusal as refusal:
             return OcspAnswer(
                 error_response(refusal.status),
@@ -729,7 +835,7 @@ class OcspResponder:
                 error_response(TRY_LATER), TRY_LATER, "error", reason=str(error)
             )
 
-    def _respond(self, request: ParsedRequest) -> OcspAnswer:
+    def _respond(self, request: ParsedRequest, der: bytes) -> OcspAnswer:
         # Step 1: which intermediate the request is for. CertIDs of other
         # issuers, or with a hash this responder does not use, are "unknown"
         # next to those it answers (RFC 6960 section 2.2); when none is
@@ -755,20 +861,17 @@ class OcspResponder:
 
         # Step 2: a single certificate without nonce from the pre-signed store.
         if request.nonce is None and len(request.cert_ids) == 1:
-            return self._presigned(authority, request.cert_ids[0])
+            return self._presigned(authority, request.cert_ids[0], der)
 
         # Step 3: a fresh response, one signature for all certificates.
         statuses = [
-            self._status(authority.key_id, cert_id.serial_number)
+            self._known_status(authority.key_id, cert_id.serial_number)
             if key_id == authority.key_id
             else CertificateStatus(UNKNOWN)
             for cert_id, key_id in zip(request.cert_ids, matched, strict=True)
         ]
         der, _, _ = self._sign(
-            authority,
-            [cert_id.cert_id for cert_id in request.cert_ids],
-            statuses,
-            request.nonce,
+            authority, list(request.cert_ids), statuses, request.nonce
         )
         return OcspAnswer(
             der,
@@ -778,22 +881,22 @@ class OcspResponder:
         )
 
     def _presigned(
-        self, authority: CertificateAuthority, cert_id: CertIdRequest
+        self, authority: CertificateAuthority, cert_id: CertIdRequest, der: bytes
     ) -> OcspAnswer:
         key = (authority.key_id, cert_id.serial_number, cert_id.hash_algorithm)
         now = self._clock.now()
-        with self._memory_lock:
-            held = self._memory.get(key)
+        held = self._memory.get(key)
         if held is not None and now < held[1]:
-            return _presigned_answer(held[0], "hit")
+            self._remember_request(der, key)
+            return held[2]
         if self._shared is not None:
             shared = self._shared.get(key)
             if shared is not None and now < shared.refresh_at:
-                self._hold(key, shared, now)
-                return _presigned_answer(shared, "hit")
+                self._remember_request(der, key)
+                return self._hold(key, shared, now)
 
         status = self._status(authority.key_id, cert_id.serial_number)
-        response = self.presign(authority, cert_id.cert_id, status)
+        response = self.presign(authority, cert_id, status)
         if status.status == UNKNOWN:
             # Serial numbers nobody was issued are not kept: anyone could
             # fill the cache with them.
@@ -805,12 +908,49 @@ class OcspResponder:
             if stored is not None and stored.status == REVOKED:
                 response = stored
         self._hold(key, response, now)
+        self._remember_request(der, key)
         return _presigned_answer(response, "miss")
+
+    def _remember_request(self, der: bytes, key: CacheKey) -> None:
+        if len(self._request_keys) >= self._memory_capacity:
+            # Rarely reached (one entry per distinct request); start over.
+            self._request_keys.clear()
+        self._request_keys[der] = key
+
+    def _known_status(
+        self, issuer_key_id: str, serial_number: int
+    ) -> CertificateStatus:
+        """The status for a request with a nonce: the registry's, reused
+        while it is as fresh as pre-signed responses must be."""
+        now = self._clock.now()
+        known = self._statuses.get((issuer_key_id, serial_number))
+        if known is not None and now < known[1]:
+            return known[0]
+        status = self._status(issuer_key_id, serial_number)
+        if status.status != UNKNOWN:
+            self._remember_status(issuer_key_id, serial_number, status, now)
+        return status
+
+    def _remember_status(
+        self,
+        issuer_key_id: str,
+        serial_number: int,
+        status: CertificateStatus,
+        now: dt.datetime,
+    ) -> None:
+        fresh_until = now + (
+            self._memory_for if self._memory_for is not None else self._validity / 2
+        )
+        with self._memory_lock:
+            self._statuses[(issuer_key_id, serial_number)] = (status, fresh_until)
+            self._statuses.move_to_end((issuer_key_id, serial_number))
+            while len(self._statuses) > self._memory_capacity:
+                self._statuses.popitem(last=False)
 
     def presign(
         self,
         authority: CertificateAuthority,
-        cert_id: asn1_ocsp.CertId,
+        cert_id: CertIdRequest,
         status: CertificateStatus,
     ) -> PresignedResponse:
         """Sign a response for one certificate, without a nonce."""
@@ -825,15 +965,18 @@ class OcspResponder:
 
     def _hold(
         self, key: CacheKey, response: PresignedResponse, now: dt.datetime
-    ) -> None:
+    ) -> OcspAnswer:
+        """Keep a pre-signed response in memory; the answer serving it."""
         fresh_until = response.refresh_at
         if self._memory_for is not None:
             fresh_until = min(fresh_until, now + self._memory_for)
+        answer = _presigned_answer(response, "hit")
         with self._memory_lock:
-            self._memory[key] = (response, fresh_until)
+            self._memory[key] = (response, fresh_until, answer)
             self._memory.move_to_end(key)
             while len(self._memory) > self._memory_capacity:
                 self._memory.popitem(last=False)
+        return answer
 
     # Revocation -------------------------------------------------------------
 
@@ -850,6 +993,7 @@ class OcspResponder:
             revocation_time=revocation.revocation_date.ToDatetime(dt.UTC),
             reason=reason if reason != 0 else None,
         )
+        self._remember_status(authority.key_id, serial, status, self._clock.now())
         keys = [(authority.key_id, serial, algorithm) for algorithm in _HASHES]
         # Drop first: should signing fail below, no process serves the old
         # "good" any more, and the next request reads the registry.
@@ -861,14 +1005,7 @@ class OcspResponder:
         now = self._clock.now()
         for algorithm, name_hash, key_hash in _issuer_hashes(authority.certificate):
             key = (authority.key_id, serial, algorithm)
-            cert_id = asn1_ocsp.CertId(
-                {
-                    "hash_algorithm": {"algorithm": _HASH_NAMES[algorithm]},
-                    "issuer_name_hash": name_hash,
-                    "issuer_key_hash": key_hash,
-                    "serial_number": serial,
-                }
-            )
+            cert_id = CertIdRequest(algorithm, name_hash, key_hash, serial)
             response = self.presign(authority, cert_id, status)
             if self._shared is not None:
                 self._shared.put(key, response, now)
@@ -935,8 +1072,8 @@ class OcspResponder:
             if row.certificate is None or row.key_id is None:
                 continue
             certificate = x509.load_der_x509_certificate(row.certificate)
-            for hashes in _issuer_hashes(certificate):
-                issuers[hashes] = row.key_id
+            for cert_id_hashes in _issuer_hashes(certificate):
+                issuers[cert_id_hashes] = row.key_id
         return issuers
 
     # Writing responses -----------------------------------------------------
@@ -944,7 +1081,7 @@ class OcspResponder:
     def _sign(
         self,
         authority: CertificateAuthority,
-        cert_ids: list[asn1_ocsp.CertId],
+        cert_ids: list[CertIdRequest],
         statuses: list[CertificateStatus],
         nonce: bytes | None,
     ) -> tuple[bytes, dt.datetime, dt.datetime]:
@@ -957,6 +1094,15 @@ class OcspResponder:
             raise TesseraError(
                 f"the OCSP signer of intermediate {authority.key_id} is no longer valid"
             )
+        if (
+            len(cert_ids) == 1
+            and signer.private_key is not None
+            and signer.responder is not None
+            and cert_ids[0].hash_algorithm in _HASH_CLASSES
+            and cert_ids[0].serial_number > 0
+        ):
+            der = _sign_one(signer, cert_ids[0], statuses[0], now, next_update, nonce)
+            return der, now, next_update
         response_data = asn1_ocsp.ResponseData(
             {
                 "responder_id": asn1_ocsp.ResponderId(
@@ -978,9 +1124,7 @@ class OcspResponder:
                 }
             ]
         tbs = response_data.dump()
-        signature = signer.sign(
-            tbs, [cert_id["serial_number"].native for cert_id in cert_ids]
-        )
+        signature = signer.sign(tbs, [cert_id.serial_number for cert_id in cert_ids])
         basic = {
             "tbs_response_data": response_data,
             "signature_algorithm": {"algorithm": signer.signature_algorithm},
@@ -1000,8 +1144,56 @@ class OcspResponder:
         return der, now, next_update
 
 
+def _sign_one(
+    signer: ResponseSigner,
+    cert_id: CertIdRequest,
+    status: CertificateStatus,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+    nonce: bytes | None,
+) -> bytes:
+    """A response about one certificate, written and signed by
+    cryptography's OCSP builder (much faster than asn1crypto's classes)."""
+    assert signer.private_key is not None
+    assert signer.responder is not None
+    cert_status = {
+        GOOD: x509_ocsp.OCSPCertStatus.GOOD,
+        REVOKED: x509_ocsp.OCSPCertStatus.REVOKED,
+        UNKNOWN: x509_ocsp.OCSPCertStatus.UNKNOWN,
+    }[status.status]
+    builder = (
+        x509_ocsp.OCSPResponseBuilder()
+        .add_response_by_hash(
+            issuer_name_hash=cert_id.issuer_name_hash,
+            issuer_key_hash=cert_id.issuer_key_hash,
+            serial_number=cert_id.serial_number,
+            algorithm=_HASH_CLASSES[cert_id.hash_algorithm](),
+            cert_status=cert_status,
+            this_update=this_update,
+            next_update=next_update,
+            revocation_time=(
+                status.revocation_time.replace(microsecond=0)
+                if status.revocation_time is not None
+                else None
+            ),
+            revocation_reason=(
+                _REASON_FLAGS.get(status.reason) if status.reason is not None else None
+            ),
+        )
+        .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, signer.responder)
+        .certificates([signer.responder])
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    response = builder.sign(
+        signer.private_key,
+        signature_hash(signer.responder.public_key()),  # type: ignore[arg-type]
+    )
+    return response.public_bytes(Encoding.DER)
+
+
 def _single_response(
-    cert_id: asn1_ocsp.CertId,
+    cert_id: CertIdRequest,
     status: CertificateStatus,
     this_update: dt.datetime,
     next_update: dt.datetime,
@@ -1020,7 +1212,14 @@ def _single_response(
         cert_status = asn1_ocsp.CertStatus(name="unknown", value=core.Null())
     return asn1_ocsp.SingleResponse(
         {
-            "cert_id": cert_id,
+            "cert_id": asn1_ocsp.CertId(
+                {
+                    "hash_algorithm": {"algorithm": cert_id.hash_algorithm},
+                    "issuer_name_hash": cert_id.issuer_name_hash,
+                    "issuer_key_hash": cert_id.issuer_key_hash,
+                    "serial_number": cert_id.serial_number,
+                }
+            ),
             "cert_status": cert_status,
             "this_update": this_update,
             "next_update": next_update,

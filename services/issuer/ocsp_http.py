@@ -15,12 +15,12 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import email.utils
-import hashlib
+import functools
 import re
 import urllib.parse
 
 from aiohttp import web
+from prometheus_client import Counter
 
 from services.common import metrics
 from services.common.clock import Clock
@@ -98,25 +98,33 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
 
 
 def _http_response(result: ocsp.OcspAnswer, now: dt.datetime) -> web.Response:
-    metrics.OCSP_RESPONSES.labels(
-        response_status=result.response_status, cache=result.cache
-    ).inc()
+    _count(result.response_status, result.cache).inc()
     for status in result.statuses:
-        metrics.OCSP_CERTIFICATE_STATUSES.labels(status=status).inc()
+        _count_status(status).inc()
     if result.response_status != ocsp.SUCCESSFUL:
         _log.info(
             "OCSP request refused", status=result.response_status, reason=result.reason
         )
-    headers = {"Cache-Control": "no-store"}
-    if result.this_update is not None and result.next_update is not None:
+    if result.next_update is None:
+        headers = {"Cache-Control": "no-store"}
+    else:
         # RFC 5019 section 6.2: caches may keep the response until its
         # nextUpdate, and no longer.
         max_age = max(0, int((result.next_update - now).total_seconds()))
         headers = {
             "Cache-Control": f"max-age={max_age}, public, no-transform, "
             "must-revalidate",
-            "Last-Modified": email.utils.format_datetime(result.this_update, True),
-            "Expires": email.utils.format_datetime(result.next_update, True),
-            "ETag": f'"{hashlib.sha256(result.der).hexdigest()[:32]}"',
+            **result.http_validators,
         }
     return web.Response(body=result.der, content_type=OCSP_RESPONSE, headers=headers)
+
+
+@functools.cache
+def _count(response_status: str, cache: str) -> Counter:
+    """The counter child of one label pair, looked up once."""
+    return metrics.OCSP_RESPONSES.labels(response_status=response_status, cache=cache)
+
+
+@functools.cache
+def _count_status(status: str) -> Counter:
+    return metrics.OCSP_CERTIFICATE_STATUSES.labels(status=status)
