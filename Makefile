@@ -1,7 +1,7 @@
 # Conveniences around scripts/; the README's two commands need no make.
 PYTHON := .venv/bin/python
 
-.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts bench-signers
+.PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts bench-signers bench-ocsp
 
 run:
 	scripts/run.sh
@@ -22,7 +22,7 @@ protos:
 
 # Benchmarks at full size print the figures quoted in the README; the test
 # run covers each at smoke size (pytest -m benchmark) so they cannot rot.
-bench: bench-enforcement bench-verdicts bench-signers
+bench: bench-enforcement bench-verdicts bench-signers bench-ocsp
 
 bench-enforcement:
 	$(PYTHON) -m benchmarks.enforcement
@@ -32,3 +32,6 @@ bench-verdicts:
 
 bench-signers:
 	$(PYTHON) -m benchmarks.signers
+
+bench-ocsp:
+	$(PYTHON) -m benchmarks.ocsp

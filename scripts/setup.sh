@@ -4,8 +4,8 @@
 #
 #   scripts/setup.sh          what running the suite needs
 #   scripts/setup.sh --test   also what the tests need (openssl, redis-server,
-#                             curl, SoftHSM2 and OpenSC's pkcs11-tool, and the
-#                             development Python packages)
+#                             curl, SoftHSM2 and OpenSC's pkcs11-tool, wrk,
+#                             and the development Python packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,8 @@ if [ "$mode" = test ]; then
     # The PKCS#11 signer's tests run against a real SoftHSM2 token;
     # pkcs11-tool is there to inspect tokens by hand.
     packages+=([softhsm2-util]=softhsm2 [pkcs11-tool]=opensc)
+    # The OCSP benchmark's load client (benchmarks/ocsp.py).
+    packages+=([wrk]=wrk)
 fi
 
 missing=()
