@@ -202,7 +202,12 @@ def _parse_single(der: bytes) -> ParsedRequest | None:
         request = x509_ocsp.load_der_ocsp_request(der)
         algorithm = _OIDS_BY_NAME.get(request.hash_algorithm.name)
         extensions = list(request.extensions)
-    except (ValueError, UnsupportedAlgorithm, NotImplementedError):
+    except (
+        ValueError,
+        UnsupportedAlgorithm,
+        NotImplementedError,
+        x509.DuplicateExtension,
+    ):
         # NotImplementedError: more than one certificate.
         return None
     if algorithm is None or any(
@@ -228,6 +233,10 @@ def _nonce(tbs_request: asn1_ocsp.TBSRequest) -> bytes | None:
     nonce = None
     for extension in extensions:
         if extension["extn_id"].dotted == NONCE:
+            if nonce is not None:
+                raise OcspRefusal(
+                    MALFORMED_REQUEST, "the request has more than one nonce"
+                )
             # RFC 8954 section 2.1: extnValue holds Nonce ::= OCTET STRING.
             nonce = bytes(extension["extn_value"].parsed.native)
             if not 1 <= len(nonce) <= MAX_NONCE_OCTETS:
@@ -511,6 +520,22 @@ class DelegatedResponders(ResponseSigning):
     def _remember(
         self, issuer_key_id: str, row: OcspResponderRow, now: dt.datetime
     ) -> ResponseSigner:
+        # Look again in the database at half-life: another process may
+        # have renewed it by then.
+        check_again = max(_half_life(row), now + dt.timedelta(seconds=1))
+        with self._lock:
+            previous = self._current.get(issuer_key_id)
+            if (
+                previous is not None
+                and previous[0].responder is not None
+                and (
+                    previous[0].responder.public_bytes(Encoding.DER) == row.certificate
+                )
+            ):
+                # Still the newest: keep its open signer, which other
+                # threads may be signing with right now.
+                self._current[issuer_key_id] = (previous[0], check_again, previous[2])
+                return previous[0]
         signer = self._hierarchy.open_key(row.signer_uri)
         certificate = x509.load_der_x509_certificate(row.certificate)
         if signer.public_key() != certificate.public_key():
@@ -531,16 +556,12 @@ class DelegatedResponders(ResponseSigning):
             responder=certificate,
             inline=signer.describe().backend == "file",
         )
-        # Look again in the database at half-life: another process may
-        # have renewed it by then.
         with self._lock:
             previous = self._current.get(issuer_key_id)
-            self._current[issuer_key_id] = (
-                response_signer,
-                max(_half_life(row), now + dt.timedelta(seconds=1)),
-                signer,
-            )
+            self._current[issuer_key_id] = (response_signer, check_again, signer)
         if previous is not None:
+            # A renewed responder replaced it; a signature in flight with
+            # the old key may fail and be answered tryLater.
             previous[2].close()
         return response_signer
 

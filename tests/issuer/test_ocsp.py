@@ -398,7 +398,8 @@ def test_bad_input_gets_ocsp_error_statuses_and_the_server_keeps_answering(
 ) -> None:
     """Truncated, oversized, empty and garbage requests are malformedRequest;
     an unknown issuer and an unsupported CertID hash are unauthorized; a
-    33-octet nonce is malformedRequest; all with HTTP 200, and a good
+    33-octet, an empty and a repeated nonce are malformedRequest; all with
+    HTTP 200, and a good
     request is answered afterwards."""
     issued = issue(clients, tmp_path)
     serial = issued.certificate.serial_number
@@ -439,6 +440,15 @@ def test_bad_input_gets_ocsp_error_statuses_and_the_server_keeps_answering(
             post(
                 address,
                 request_der([cert_id(issued.intermediate, serial)], nonce=b""),
+            ),
+            malformed,
+        ),
+        (
+            post(
+                address,
+                request_der(
+                    [cert_id(issued.intermediate, serial)], nonce=b"y" * 16, nonces=2
+                ),
             ),
             malformed,
         ),
