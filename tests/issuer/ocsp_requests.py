@@ -50,8 +50,11 @@ def cert_id(
     }
 
 
-def request_der(cert_ids: list[dict[str, Any]], nonce: bytes | None = None) -> bytes:
-    """A DER OCSPRequest for ``cert_ids``, with a nonce when given."""
+def request_der(
+    cert_ids: list[dict[str, Any]], nonce: bytes | None = None, nonces: int = 1
+) -> bytes:
+    """A DER OCSPRequest for ``cert_ids``, with a nonce (``nonces`` times)
+    when given."""
     tbs: dict[str, Any] = {
         "request_list": [{"req_cert": each} for each in cert_ids],
     }
@@ -62,7 +65,7 @@ def request_der(cert_ids: list[dict[str, Any]], nonce: bytes | None = None) -> b
                 "critical": False,
                 "extn_value": core.OctetString(nonce),
             }
-        ]
+        ] * nonces
     return asn1_ocsp.OCSPRequest({"tbs_request": tbs}).dump()
 
 
