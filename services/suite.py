@@ -243,6 +243,11 @@ def _start_issuer(
         clock,
         revocation_listeners=[responder.certificate_revoked],
     )
+    # Revocations made through another issuer process (or straight at the
+    # registry) reach the OCSP responder's memory through the stream.
+    ocsp_subscriber = RevocationSubscriber(channel, responder, start_behind=0)
+    ocsp_subscriber.start()
+    suite._streams.append(ocsp_subscriber.stop)
     servicer = IssuerServicer(issuer, registry)
     suite.servers["issuer"] = start_server(
         "issuer",

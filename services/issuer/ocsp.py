@@ -1032,6 +1032,33 @@ class OcspResponder:
                 self._shared.put(key, response, now)
             self._hold(key, response, now)
 
+    # The revocation stream (services/registry/subscriber.py) ---------------
+
+    def revocation(self, revocation: common_pb2.Revocation, live: bool) -> None:
+        """A revocation heard on the registry's stream, whoever made it: the
+        responses this process holds for the certificate are dropped (unless
+        they already say "revoked"), so the next request reads Redis or the
+        registry instead of waiting out ``ocsp_memory_seconds``."""
+        try:
+            serial = identifiers.parse_serial(revocation.serial_number)
+        except ValueError:
+            return
+        with self._memory_lock:
+            for algorithm in _HASHES:
+                key = (revocation.issuer_key_id, serial, algorithm)
+                held = self._memory.get(key)
+                if held is not None and held[0].status != REVOKED:
+                    del self._memory[key]
+            known = self._statuses.get((revocation.issuer_key_id, serial))
+            if known is not None and known[0].status != REVOKED:
+                del self._statuses[(revocation.issuer_key_id, serial)]
+
+    def heartbeat(self, heartbeat: object) -> None:
+        """Nothing to do: the stream resumes without gaps after a break."""
+
+    def stream_broken(self, error: object, resume_from: int) -> None:
+        """Nothing to do: the stream resumes without gaps after a break."""
+
     # Status and issuers -------------------------------------------------------
 
     def _status(self, issuer_key_id: str, serial_number: int) -> CertificateStatus:

@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import datetime as dt
 import hashlib
+import os
 import sqlite3
 import subprocess
 import urllib.parse
@@ -27,6 +28,7 @@ from services.common import metrics
 from services.common.leases import Lease
 from services.issuer import ocsp as responder_module
 from services.suite import Suite, start_suite
+from tessera.registry.v1 import registry_pb2
 from tests.issuer.ocsp_requests import (
     cert_id,
     get,
@@ -38,6 +40,7 @@ from tests.issuer.ocsp_requests import (
 from tests.support import (
     Clients,
     ManualClock,
+    eventually,
     free_port,
     require_tool,
     run,
@@ -681,3 +684,34 @@ def test_ca_signing_mode_signs_with_the_intermediate_audited(
     finally:
         clients.close()
         suite.stop()
+
+
+def test_revocation_made_elsewhere_reaches_the_responder_through_the_stream(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """A revocation recorded straight at the registry (as another issuer
+    process would) drops this responder's pre-signed "good": the next
+    requests, with and without nonce, say "revoked"."""
+    issued = issue(clients, tmp_path)
+    serial = issued.certificate.serial_number
+    plain = request_der([cert_id(issued.intermediate, serial)])
+    assert suite.publication is not None
+    address = suite.publication
+
+    def status(der: bytes) -> ocsp.OCSPCertStatus:
+        return post(address, der).ocsp().certificate_status
+
+    def nonce_request() -> bytes:
+        return request_der([cert_id(issued.intermediate, serial)], os.urandom(16))
+
+    assert status(plain) == ocsp.OCSPCertStatus.GOOD
+    assert status(nonce_request()) == ocsp.OCSPCertStatus.GOOD
+    clients.registry.RecordRevocation(
+        registry_pb2.RecordRevocationRequest(
+            fingerprint_sha256=issued.fingerprint, reason=1
+        ),
+        timeout=30,
+    )
+
+    assert eventually(lambda: status(plain) == ocsp.OCSPCertStatus.REVOKED)
+    assert status(nonce_request()) == ocsp.OCSPCertStatus.REVOKED
