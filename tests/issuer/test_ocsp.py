@@ -715,3 +715,61 @@ def test_revocation_made_elsewhere_reaches_the_responder_through_the_stream(
 
     assert eventually(lambda: status(plain) == ocsp.OCSPCertStatus.REVOKED)
     assert status(nonce_request()) == ocsp.OCSPCertStatus.REVOKED
+
+
+def test_two_issuer_processes_share_responders_and_pre_signed_responses(
+    clean_redis: str, tmp_path: Path
+) -> None:
+    """Two issuers on one database and one Redis: the second uses the
+    responder certificate the first made (it does not hold the lease), and
+    serves the first one's pre-signed response from Redis; after the first
+    revokes, the second says "revoked" on the next request."""
+    first = start_suite(
+        publishing_settings(tmp_path / "data", redis_url=clean_redis),  # type: ignore[arg-type]
+        services=["registry", "issuer"],
+    )
+    second = None
+    clients = None
+    try:
+        second = start_suite(
+            publishing_settings(  # type: ignore[arg-type]
+                tmp_path / "data",
+                redis_url=clean_redis,
+                issuer={"registry_address": first.address("registry")},
+            ),
+            services=["issuer"],
+        )
+        clients = Clients.connect(
+            first.address("issuer"),
+            first.address("registry"),
+            first.address("registry"),
+        )
+        clients.create_frontdoor(FRONTDOOR)
+        issued = issue(clients, tmp_path)
+        der = request_der(
+            [cert_id(issued.intermediate, issued.certificate.serial_number)]
+        )
+        assert first.publication is not None
+        assert second.publication is not None
+
+        from_first = post(first.publication, der)
+        from_second = post(second.publication, der)
+        assert from_second.body == from_first.body
+        (responder_first,) = from_first.ocsp().certificates
+        nonce = request_der(
+            [cert_id(issued.intermediate, issued.certificate.serial_number)], b"s" * 16
+        )
+        (responder_second,) = post(second.publication, nonce).ocsp().certificates
+        assert responder_second == responder_first
+
+        clients.revoke(issued.fingerprint, reason=1)
+
+        assert post(second.publication, der).ocsp().certificate_status == (
+            ocsp.OCSPCertStatus.REVOKED
+        )
+    finally:
+        if clients is not None:
+            clients.close()
+        if second is not None:
+            second.stop()
+        first.stop()
