@@ -290,7 +290,13 @@ def _ocsp_responder(
         # Fail closed, as for CA keys: a key store that cannot make the
         # responder keys stops start-up.
         delegated.renew_due()
-        delegated.start(_OCSP_RENEWAL_INTERVAL)
+        delegated.start(
+            _OCSP_RENEWAL_INTERVAL,
+            lambda error: _log.warning(
+                "OCSP responder renewal failed; the next pass tries again",
+                error=str(error),
+            ),
+        )
         suite._closers.append(delegated.stop)
         suite.ocsp_delegated = delegated
         signing = delegated

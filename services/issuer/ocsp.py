@@ -422,17 +422,20 @@ class DelegatedResponders(ResponseSigning):
                 renewed += 1
         return renewed
 
-    def start(self, interval: dt.timedelta) -> None:
-        """Run ``renew_due`` every ``interval`` in a background thread."""
+    def start(
+        self, interval: dt.timedelta, on_error: Callable[[Exception], None]
+    ) -> None:
+        """Run ``renew_due`` every ``interval`` in a background thread;
+        ``on_error`` hears of each pass that failed (the service logs it)."""
 
         def loop() -> None:
             while not self._stopped.wait(interval.total_seconds()):
                 try:
                     self.renew_due()
-                except (TesseraError, SignerError, sa.exc.SQLAlchemyError):
+                except (TesseraError, SignerError, sa.exc.SQLAlchemyError) as error:
                     # The next pass tries again; until then responses are
                     # signed by the current responder, valid for days.
-                    continue
+                    on_error(error)
 
         self._thread = threading.Thread(
             target=loop, name="tessera-ocsp-responders", daemon=True
