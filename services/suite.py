@@ -245,9 +245,10 @@ def _start_issuer(
     )
     # Revocations made through another issuer process (or straight at the
     # registry) reach the OCSP responder's memory through the stream.
-    ocsp_subscriber = RevocationSubscriber(channel, responder, start_behind=0)
-    ocsp_subscriber.start()
-    suite._streams.append(ocsp_subscriber.stop)
+    if settings.issuer.revocation_stream:
+        ocsp_subscriber = RevocationSubscriber(channel, responder, start_behind=0)
+        ocsp_subscriber.start()
+        suite._streams.append(ocsp_subscriber.stop)
     servicer = IssuerServicer(issuer, registry)
     suite.servers["issuer"] = start_server(
         "issuer",

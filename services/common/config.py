@@ -88,6 +88,11 @@ class IssuerConfig(_Section):
     # memory before it reads the shared (Redis) cache again: the longest a
     # revocation made by another issuer process takes to show here.
     ocsp_memory_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Follow the registry's revocation stream, so that the OCSP responder
+    # drops pre-signed responses of certificates revoked by another issuer
+    # process at once. Off only for drills and tests (it takes one of the
+    # registry's watch_max_subscribers).
+    revocation_stream: bool = True
 
     @field_validator("root_key_uri", "key_store")
     @classmethod
