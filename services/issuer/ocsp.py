@@ -21,7 +21,8 @@ responses. ``ocsp_http`` puts it on the publication listener.
   responses: in this process's memory, and in Redis when configured, shared
   by every issuer process. A pre-signed response is signed again once half
   its validity has passed (so none is served with less than half left), and
-  replaced at once when the certificate is revoked.
+  replaced at once when the certificate is revoked; a revocation made by
+  another process, heard on the registry's revocation stream, drops it.
 """
 
 from __future__ import annotations
