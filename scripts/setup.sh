@@ -4,7 +4,7 @@
 #
 #   scripts/setup.sh          what running the suite needs
 #   scripts/setup.sh --test   also what the tests need (openssl, redis-server,
-#                             curl, SoftHSM2 and OpenSC's pkcs11-tool, nginx,
+#                             curl, SoftHSM2 and OpenSC's pkcs11-tool, nginx, wrk,
 #                             and the development Python packages)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,8 @@ if [ "$mode" = test ]; then
     packages+=([softhsm2-util]=softhsm2 [pkcs11-tool]=opensc)
     # The CRL tests start a real nginx as the relying party.
     packages+=([nginx]=nginx)
+    # The OCSP benchmark's load client (benchmarks/ocsp.py).
+    packages+=([wrk]=wrk)
 fi
 
 missing=()

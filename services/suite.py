@@ -32,6 +32,15 @@ from services.issuer.crl import (
     Rebuild,
 )
 from services.issuer.distribution import Distribution, distribution_routes
+from services.issuer.ocsp import LEASE_NAME as OCSP_LEASE_NAME
+from services.issuer.ocsp import (
+    CaSigning,
+    DelegatedResponders,
+    OcspResponder,
+    RedisPresigned,
+    ResponseSigning,
+)
+from services.issuer.ocsp_http import ocsp_routes
 from services.issuer.publication import PublicationServer, ca_certificate_routes
 from services.issuer.server import SERVICE_NAME as ISSUER_SERVICE
 from services.issuer.server import IssuerServicer
@@ -62,6 +71,9 @@ _log = get_logger(__name__)
 SYSTEM_ACTOR = "tessera (issuer start-up)"
 _RPC_WORKERS = 32
 _CRL_LEASE = dt.timedelta(seconds=60)
+# How often the issuer looks for OCSP responder certificates past half
+# their life (days); the lease passes to another process after five misses.
+_OCSP_RENEWAL_INTERVAL = dt.timedelta(minutes=1)
 
 
 @dataclasses.dataclass
@@ -79,6 +91,9 @@ class Suite:
     publication: str | None = None
     # The issuer's CRL rebuild job, when the issuer runs.
     crl_publisher: CrlPublisher | None = None
+    # The issuer's OCSP responder and, in delegated mode, its responders.
+    ocsp_responder: OcspResponder | None = None
+    ocsp_delegated: DelegatedResponders | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
@@ -237,7 +252,22 @@ def _start_issuer(
     )
     suite.crl_publisher = publisher
     distribution = Distribution(hierarchy, crl_store, clock)
-    issuer = Issuer(hierarchy, registry, cache, audit, settings.key_policy, clock)
+    responder = _ocsp_responder(settings, database, hierarchy, registry, clock, suite)
+    issuer = Issuer(
+        hierarchy,
+        registry,
+        cache,
+        audit,
+        settings.key_policy,
+        clock,
+        revocation_listeners=[responder.certificate_revoked],
+    )
+    # Revocations made through another issuer process (or straight at the
+    # registry) reach the OCSP responder's memory through the stream.
+    if settings.issuer.revocation_stream:
+        ocsp_subscriber = RevocationSubscriber(channel, responder, start_behind=0)
+        ocsp_subscriber.start()
+        suite._streams.append(ocsp_subscriber.stop)
     servicer = IssuerServicer(issuer, registry, distribution)
     suite.servers["issuer"] = start_server(
         "issuer",
@@ -260,6 +290,7 @@ def _start_issuer(
             [
                 *ca_certificate_routes(hierarchy),
                 *distribution_routes(distribution, clock),
+                *ocsp_routes(responder, clock),
             ],
         )
         suite.publication = publication.start()
@@ -327,6 +358,49 @@ def _report_crls(
         metrics.CRL_SIZE.labels(**labels).set(crl.size)
         metrics.CRL_ENTRIES.labels(**labels).set(crl.entry_count)
         metrics.CRL_AGE.labels(**labels).set((now - crl.this_update).total_seconds())
+
+
+def _ocsp_responder(
+    settings: Settings,
+    database: Database,
+    hierarchy: Hierarchy,
+    registry: RegistryClient,
+    clock: Clock,
+    suite: Suite,
+) -> OcspResponder:
+    """The OCSP responder, signing as ``issuer.ocsp_signing`` says."""
+    signing: ResponseSigning
+    if settings.issuer.ocsp_signing == "ca":
+        signing = CaSigning(hierarchy, SYSTEM_ACTOR)
+    else:
+        # The renewal job's lease lives in the issuer's own database.
+        migrate(settings.issuer_database_url, "common")
+        lease = Lease(
+            database, OCSP_LEASE_NAME, clock, duration=_OCSP_RENEWAL_INTERVAL * 5
+        )
+        delegated = DelegatedResponders(
+            database, hierarchy, settings.issuer, lease, clock, SYSTEM_ACTOR
+        )
+        # Fail closed, as for CA keys: a key store that cannot make the
+        # responder keys stops start-up.
+        delegated.renew_due()
+        delegated.start(
+            _OCSP_RENEWAL_INTERVAL,
+            lambda error: _log.warning(
+                "OCSP responder renewal failed; the next pass tries again",
+                error=str(error),
+            ),
+        )
+        suite._closers.append(delegated.stop)
+        suite.ocsp_delegated = delegated
+        signing = delegated
+    shared = RedisPresigned(settings.redis_url) if settings.redis_url else None
+    if shared is not None:
+        suite._closers.append(shared.close)
+    suite.ocsp_responder = OcspResponder(
+        hierarchy, registry, signing, clock, settings.issuer, shared
+    )
+    return suite.ocsp_responder
 
 
 def _start_validator(

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import crl, enforcement, verdicts
+from benchmarks import crl, enforcement, ocsp, verdicts
+from tests.support import require_tool
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.slow]
 
@@ -45,3 +46,19 @@ def test_crl_benchmark_runs_both_sides_on_the_same_entries() -> None:
     assert abs(report.tessera.crl_bytes - report.reference.crl_bytes) < 1000
     assert report.ratio < 10, report.text()
     assert report.tessera.peak_bytes < crl.GIB, report.text()
+
+
+def test_ocsp_benchmark_measures_both_responders() -> None:
+    """One second a series: both responders answer under wrk's load, with
+    and without nonce (each series first checks one good response), and
+    Tessera's pre-signed answers are not slower than a third of openssl's
+    (a generous bound: the figures come from full-size runs)."""
+    require_tool("wrk")
+    require_tool("openssl")
+
+    report = ocsp.run(seconds=1)
+
+    assert len(report.series) == 4, report.text()
+    for series in report.series:
+        assert series.requests_per_second > 50, report.text()
+    assert report.ratio(nonce=False) > 0.33, report.text()

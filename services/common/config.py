@@ -79,6 +79,28 @@ class IssuerConfig(_Section):
     # The PKCS#11 module for pkcs11: URIs without module-path=; None: the
     # TESSERA_PKCS11_MODULE variable, else SoftHSM2 where it usually lives.
     pkcs11_module_path: str | None = None
+    # Who signs OCSP responses: "delegated", a responder certificate per
+    # intermediate (OCSPSigning, id-pkix-ocsp-nocheck, renewed at half its
+    # life) whose key is made in key_store; or "ca", the intermediate itself.
+    ocsp_signing: Literal["delegated", "ca"] = "delegated"
+    ocsp_responder_key: KeySpec = "ec-p256"
+    # A delegated responder certificate's validity; at most 7 days, so that
+    # a responder key that leaks (id-pkix-ocsp-nocheck means it cannot be
+    # revoked) is useful for a week at most.
+    ocsp_responder_validity_hours: int = Field(default=168, ge=2, le=168)
+    # How long one OCSP response is valid (nextUpdate - thisUpdate).
+    # Responses without a nonce are pre-signed, refreshed at half this age
+    # and replaced at once on revocation; HTTP caches may keep one this long.
+    ocsp_response_validity_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    # How long an issuer process reuses a pre-signed response from its own
+    # memory before it reads the shared (Redis) cache again: the longest a
+    # revocation made by another issuer process takes to show here.
+    ocsp_memory_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Follow the registry's revocation stream, so that the OCSP responder
+    # drops pre-signed responses of certificates revoked by another issuer
+    # process at once. Off only for drills and tests (it takes one of the
+    # registry's watch_max_subscribers).
+    revocation_stream: bool = True
 
     # CRLs (services/issuer/crl.py): nextUpdate is thisUpdate plus the
     # validity; a CRL is rebuilt after the refresh interval (at most half the

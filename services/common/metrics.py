@@ -66,6 +66,19 @@ CRL_AGE = Gauge(
     "issuing CA key id, as of the CRL job's last pass.",
     ["frontdoor", "issuer_key_id"],
 )
+OCSP_RESPONSES = Counter(
+    "tessera_ocsp_responses_total",
+    "OCSP responses, by OCSPResponseStatus (successful, malformed_request, "
+    "unauthorized, try_later, internal_error) and by how they were made: hit or "
+    "miss of the pre-signed cache, nonce (signed for the request), several "
+    "(several certificates, signed for the request) or error.",
+    ["response_status", "cache"],
+)
+OCSP_CERTIFICATE_STATUSES = Counter(
+    "tessera_ocsp_certificate_statuses_total",
+    "Certificate statuses in successful OCSP responses: good, revoked, unknown.",
+    ["status"],
+)
 
 
 def serve_metrics(listen: str) -> None:

@@ -14,6 +14,7 @@ import threading
 
 import sqlalchemy as sa
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPublicKeyTypes,
 )
@@ -85,6 +86,15 @@ class SigningContext:
 
 def _key_id(public_key: CertificateIssuerPublicKeyTypes) -> str:
     return x509.SubjectKeyIdentifier.from_public_key(public_key).key_identifier.hex()
+
+
+def sign_data(signer: Signer, data: bytes) -> bytes:
+    """Sign ``data`` the way certificates of ``signer``'s key are signed:
+    ECDSA with the hash matched to the curve, RSA with PKCS#1 v1.5."""
+    public_key = signer.public_key()
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return signer.sign(data, signature_hash(public_key), padding.PKCS1v15())
+    return signer.sign(data, signature_hash(public_key))
 
 
 def random_serial_number() -> int:
@@ -303,6 +313,54 @@ class Hierarchy:
             **details,
         )
         return crl
+
+    def sign_ocsp_response(
+        self,
+        tbs_response_data: bytes,
+        authority: CertificateAuthority,
+        actor: str,
+        serial_numbers: list[int],
+    ) -> bytes:
+        """Sign an OCSP ResponseData (DER) with a CA key itself, audited
+        before and after like every signature with a CA key."""
+        details = {
+            "serial_numbers": [identifiers.format_serial(n) for n in serial_numbers],
+            "issuer_key_id": authority.key_id,
+            "kind": "ocsp-response",
+            "frontdoor": authority.frontdoor,
+        }
+        self._audit.record(
+            "ocsp_response.sign", actor=actor, outcome="intent", **details
+        )
+        try:
+            signature = sign_data(authority.signer, tbs_response_data)
+        except (SignerError, ValueError) as error:
+            self._audit.record(
+                "ocsp_response.sign",
+                actor=actor,
+                outcome="failure",
+                error=str(error),
+                **details,
+            )
+            raise Unavailable(
+                f"the signer of CA {authority.key_id} could not sign: {error}"
+            ) from error
+        self._audit.record(
+            "ocsp_response.sign", actor=actor, outcome="success", **details
+        )
+        return signature
+
+    # Keys that are not CA keys -------------------------------------------
+
+    def new_key(self, name: str, spec: KeySpec) -> tuple[str, Signer]:
+        """A new key called ``name`` in the configured key store, made with
+        that store's backend as CA keys are; its URI and its signer."""
+        uri = self._new_key_uri(name)
+        return uri, self._open_or_generate(uri, spec)
+
+    def open_key(self, uri: str) -> Signer:
+        """The signer of a key the hierarchy made with ``new_key``."""
+        return load_plugin(uri_scheme(uri), self._signer_context).open(uri)
 
     # Rows and signers ---------------------------------------------------
 

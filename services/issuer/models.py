@@ -64,3 +64,19 @@ class CrlRow(IssuerBase):
     revocation_sequence: Mapped[int] = mapped_column(sa.BigInteger)
     entry_count: Mapped[int] = mapped_column(sa.Integer)
     der: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class OcspResponderRow(IssuerBase):
+    """A delegated OCSP responder certificate of one intermediate, and
+    where its key lives (RFC 6960 section 4.2.2.2)."""
+
+    __tablename__ = "ocsp_responders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The intermediate that certified the responder.
+    issuer_key_id: Mapped[str] = mapped_column(sa.String(128), index=True)
+    signer_uri: Mapped[str] = mapped_column(sa.String(512))
+    certificate: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    not_valid_before: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    not_valid_after: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -271,6 +271,65 @@ def client_template(
     return builder
 
 
+def ocsp_responder_template(
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    serial_number: int,
+    validity: Validity,
+    issuer: x509.Certificate,
+    issuer_key_id: str,
+) -> x509.CertificateBuilder:
+    """A delegated OCSP responder of an intermediate (RFC 6960 section
+    4.2.2.2): id-kp-OCSPSigning, and id-pkix-ocsp-nocheck so that relying
+    parties do not ask for the responder's own status (section 4.2.2.2.1);
+    its short life stands in for revocation."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(public_key)
+        .serial_number(serial_number)
+        .not_valid_before(validity.not_valid_before)
+        .not_valid_after(validity.not_valid_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+        )
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(public_key),
+            critical=False,
+        )
+        .add_extension(_authority_key_identifier(issuer_key_id), critical=False)
+    )
+
+
+def ocsp_responder_name(organization: str, issuer_key_id: str) -> x509.Name:
+    """The subject of an intermediate's delegated OCSP responder."""
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(
+                NameOID.COMMON_NAME, f"OCSP responder {issuer_key_id[:16]}"
+            ),
+        ]
+    )
+
+
 def _authority_key_identifier(issuer_key_id: str) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier(
         key_identifier=bytes.fromhex(issuer_key_id),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -47,6 +48,7 @@ from services.issuer.policy import AcceptedRequest, check_csr, load_csr
 from services.issuer.profile import Validity, client_template
 from services.registry.client import RegistryClient
 from services.registry.store import check_descriptive_name
+from signers.api import SignerError
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
 from tessera.registry.v1 import registry_pb2
@@ -66,6 +68,7 @@ class Issuer:
         audit: AuditLog,
         key_policy: KeyPolicyConfig,
         clock: Clock,
+        revocation_listeners: Sequence[Callable[[common_pb2.Revocation], None]] = (),
     ) -> None:
         self._hierarchy = hierarchy
         self._registry = registry
@@ -80,6 +83,9 @@ class Issuer:
         # once and the hierarchy activates one certificate.
         self._creating = [threading.Lock() for _ in range(_CREATION_LOCKS)]
         self._clock = clock
+        # Told of each revocation this issuer records (the OCSP responder
+        # replaces its pre-signed responses).
+        self._revocation_listeners = tuple(revocation_listeners)
 
     # Frontdoors ---------------------------------------------------------
 
@@ -312,6 +318,19 @@ class Issuer:
                 sequence=revocation.sequence,
                 error=error.message,
             )
+
+        # Step 3: pre-signed OCSP responses say "revoked" from now on.
+        for listener in self._revocation_listeners:
+            try:
+                listener(revocation)
+            except (TesseraError, SignerError) as error:
+                _log.warning(
+                    "revocation recorded but a pre-signed OCSP response could not "
+                    "be replaced; it was dropped, and the next request reads the "
+                    "registry",
+                    sequence=revocation.sequence,
+                    error=str(error),
+                )
         return revocation
 
     def platform_root(self) -> common_pb2.CaCertificate:

@@ -149,3 +149,16 @@ class RegistryClient:
                 return
             yield from response.revoked
             after = response.revoked[-1].revocation.sequence
+
+    def get_certificate_by_serial(
+        self, issuer_key_id: str, serial_number: str
+    ) -> common_pb2.CertificateRecord:
+        """The record of the certificate ``issuer_key_id`` issued with
+        ``serial_number``; NotFound when the registry has none."""
+        request = registry_pb2.GetCertificateRequest(
+            serial=registry_pb2.SerialInIssuer(
+                issuer_key_id=issuer_key_id, serial_number=serial_number
+            )
+        )
+        with calling(_SERVICE):
+            return self._stub.GetCertificate(request, timeout=self._timeout)

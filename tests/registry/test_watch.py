@@ -155,12 +155,13 @@ def _load(der: bytes) -> x509.Certificate:
 def running_registry(
     data_dir: Path, redis_url: str | None, **registry: Any
 ) -> Iterator[Registry]:
-    """A registry (with the issuer and a validator that does not watch when
+    """A registry (with an issuer and a validator that do not watch when
     there is no Redis) whose log holds nothing yet."""
     settings = suite_settings(
         data_dir,
         redis_url=redis_url,
         registry=registry,
+        issuer={"revocation_stream": False},
         validator={"revocation_stream": False},
     )
     services = ["registry"] if redis_url else ["registry", "issuer", "validator"]

@@ -1,0 +1,401 @@
+"""OCSP responses per second: Tessera's responder next to ``openssl ocsp``.
+
+    .venv/bin/python -m benchmarks.ocsp                # full size (10 s a run)
+    .venv/bin/python -m benchmarks.ocsp --seconds 2    # a quick look
+
+One run, one load client for both: ``wrk`` with 16 concurrent HTTP/1.1
+connections on loopback POSTs an OCSP request for the same certificate to
+
+- Tessera's publication listener (the suite in this process, embedded
+  defaults, delegated responder with a P-256 key), and
+- ``openssl ocsp`` run as a responder (``-index``, ``-rsigner``, ``-rkey``,
+  ``-CA``, ``-multi 2``) with a P-256 responder key, answering for the same
+  intermediate and serial number from an index file,
+
+first without nonce (Tessera answers from its pre-signed responses), then
+with a fresh random 16-octet nonce in every request (both sign each
+response). Before each series one request is checked: a successful response
+saying "good", echoing the nonce when there is one. Targets: Tessera at
+least 2x openssl without nonce and at least 1x with nonce.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from benchmarks.deployment import free_port
+from services.common.config import load_settings
+from services.common.logging import configure_logging
+from services.common.rpc import open_channel
+from services.suite import start_suite
+from tessera.issuer.v1 import issuer_pb2, issuer_pb2_grpc
+
+FULL_SECONDS = 10.0
+CONNECTIONS = 16
+THREADS = 2
+FRONTDOOR = "bench"
+NONCE_OCTETS = 16
+
+# wrk's request body: the request file as is, or with the nonce's octets
+# replaced by random ones in every request.
+_LUA = """
+local prefix, suffix, nonce_length
+local headers = {["Content-Type"] = "application/ocsp-request"}
+if os.getenv("OCSP_CONNECTION_CLOSE") == "1" then headers["Connection"] = "close" end
+function init(args)
+  local file = assert(io.open(os.getenv("OCSP_REQUEST_FILE"), "rb"))
+  local body = file:read("*a")
+  file:close()
+  local offset = tonumber(os.getenv("OCSP_NONCE_OFFSET"))
+  nonce_length = tonumber(os.getenv("OCSP_NONCE_LENGTH"))
+  if nonce_length > 0 then
+    prefix = body:sub(1, offset)
+    suffix = body:sub(offset + nonce_length + 1)
+  else
+    prefix = body
+  end
+  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+end
+function request()
+  local body = prefix
+  if nonce_length > 0 then
+    local octets = {}
+    for i = 1, nonce_length do octets[i] = string.char(math.random(0, 255)) end
+    body = prefix .. table.concat(octets) .. suffix
+  end
+  return wrk.format("POST", nil, headers, body)
+end
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    """One wrk run against one responder."""
+
+    responder: str
+    nonce: bool
+    requests_per_second: float
+    errors: str
+
+    def line(self) -> str:
+        kind = "nonce   " if self.nonce else "no nonce"
+        trouble = f" ({self.errors})" if self.errors else ""
+        return (
+            f"  {self.responder:8} {kind}: {self.requests_per_second:9.0f} "
+            f"responses/s{trouble}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Both responders, without and with nonce."""
+
+    series: list[Series]
+    seconds: float
+
+    def rate(self, responder: str, nonce: bool) -> float:
+        (found,) = [
+            each
+            for each in self.series
+            if each.responder == responder and each.nonce == nonce
+        ]
+        return found.requests_per_second
+
+    def ratio(self, nonce: bool) -> float:
+        return self.rate("tessera", nonce) / max(self.rate("openssl", nonce), 1e-9)
+
+    def text(self) -> str:
+        lines = [
+            f"OCSP responses per second, wrk {CONNECTIONS} connections, "
+            f"{self.seconds:g} s a run, loopback:",
+            *(each.line() for each in self.series),
+            f"  ratio tessera/openssl without nonce: {self.ratio(False):.2f} "
+            "(target >= 2)",
+            f"  ratio tessera/openssl with nonce:    {self.ratio(True):.2f} "
+            "(target >= 1)",
+        ]
+        return "\n".join(lines)
+
+
+def _issue(issuer_address: str) -> tuple[x509.Certificate, x509.Certificate]:
+    """A client certificate of the frontdoor, and its intermediate."""
+    channel = open_channel(issuer_address)
+    try:
+        stub = issuer_pb2_grpc.IssuerServiceStub(channel)
+        stub.CreateFrontdoor(
+            issuer_pb2.CreateFrontdoorRequest(name=FRONTDOOR), timeout=30
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.example")])
+            )
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
+        issued = stub.IssueCertificate(
+            issuer_pb2.IssueCertificateRequest(csr=csr, frontdoor=FRONTDOOR), timeout=30
+        )
+    finally:
+        channel.close()
+    return (
+        x509.load_der_x509_certificate(issued.certificate),
+        x509.load_der_x509_certificate(issued.chain[0]),
+    )
+
+
+def _request(
+    certificate: x509.Certificate, issuer: x509.Certificate, nonce: bytes | None
+) -> bytes:
+    builder = ocsp.OCSPRequestBuilder().add_certificate(
+        certificate,
+        issuer,
+        hashes.SHA1(),  # noqa: S303 (RFC 5019 clients send SHA-1 CertIDs)
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def _check(url: str, body: bytes, nonce: bytes | None) -> None:
+    """One request: a successful, good response (echoing the nonce)."""
+    request = urllib.request.Request(  # noqa: S310 (http: URLs built here)
+        url, data=body, headers={"Content-Type": "application/ocsp-request"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+        response = ocsp.load_der_ocsp_response(answer.read())
+    if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        raise RuntimeError(f"{url} answered {response.response_status}")
+    if response.certificate_status != ocsp.OCSPCertStatus.GOOD:
+        raise RuntimeError(f"{url} did not say good: {response.certificate_status}")
+    if nonce is not None:
+        echoed = response.extensions.get_extension_for_class(x509.OCSPNonce)
+        if echoed.value.nonce != nonce:
+            raise RuntimeError(f"{url} did not echo the nonce")
+
+
+def _openssl_responder(
+    directory: Path, certificate: x509.Certificate, issuer: x509.Certificate
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``openssl ocsp`` as a responder for the intermediate, knowing the
+    certificate as valid; its URL once it answers."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "openssl responder")])
+    responder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (directory / "rsigner.pem").write_bytes(
+        responder.public_bytes(serialization.Encoding.PEM)
+    )
+    (directory / "rkey.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (directory / "ca.pem").write_bytes(issuer.public_bytes(serialization.Encoding.PEM))
+    expiry = certificate.not_valid_after_utc.strftime("%y%m%d%H%M%SZ")
+    (directory / "index.txt").write_text(
+        f"V\t{expiry}\t\t{certificate.serial_number:X}\tunknown\t/CN=bench.example\n"
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "openssl",
+            "ocsp",
+            "-index",
+            str(directory / "index.txt"),
+            "-port",
+            str(port),
+            "-rsigner",
+            str(directory / "rsigner.pem"),
+            "-rkey",
+            str(directory / "rkey.pem"),
+            "-CA",
+            str(directory / "ca.pem"),
+            "-nmin",
+            "60",
+            "-multi",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 30
+    probe = _request(certificate, issuer, None)
+    while True:
+        try:
+            _check(url, probe, None)
+            return process, url
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                _stop(process)
+                raise RuntimeError("openssl ocsp did not start answering") from None
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop an openssl responder and its workers: with -multi it makes
+    itself the leader of a process group of its own (and refuses to start
+    as a session leader, so it cannot be given one)."""
+    with contextlib.suppress(ProcessLookupError):
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    process.wait(timeout=10)
+
+
+def _wrk(
+    url: str, body: bytes, nonce_offset: int, seconds: float, directory: Path
+) -> tuple[float, str]:
+    """Requests per second wrk measured, and any errors it reported."""
+    script = directory / "ocsp.lua"
+    script.write_text(_LUA)
+    request_file = directory / f"request-{nonce_offset}.der"
+    request_file.write_bytes(body)
+    environment = {
+        **os.environ,
+        "OCSP_REQUEST_FILE": str(request_file),
+        "OCSP_NONCE_OFFSET": str(nonce_offset),
+        "OCSP_NONCE_LENGTH": str(NONCE_OCTETS if nonce_offset >= 0 else 0),
+    }
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(THREADS),
+            "-c",
+            str(CONNECTIONS),
+            "-d",
+            f"{seconds:g}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=seconds + 60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed: {result.stderr or result.stdout}")
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", result.stdout)
+    if rate is None:
+        raise RuntimeError(f"wrk printed no rate: {result.stdout}")
+    errors = []
+    socket_errors = re.search(r"Socket errors: (.*)", result.stdout)
+    if socket_errors:
+        errors.append(f"socket errors: {socket_errors.group(1)}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", result.stdout)
+    if non_2xx:
+        errors.append(f"{non_2xx.group(1)} non-2xx responses")
+    return float(rate.group(1)), "; ".join(errors)
+
+
+def run(seconds: float = FULL_SECONDS) -> Report:
+    """Measure both responders, without and with nonce."""
+    if shutil.which("wrk") is None or shutil.which("openssl") is None:
+        raise RuntimeError(
+            "the OCSP benchmark needs wrk and openssl; scripts/setup.sh --test "
+            "installs them"
+        )
+    with tempfile.TemporaryDirectory(prefix="tessera-bench-ocsp-") as name:
+        directory = Path(name)
+        settings = load_settings(
+            data_dir=directory / "data",
+            metrics_listen="",
+            issuer={"listen": "127.0.0.1:0", "publication_listen": "127.0.0.1:0"},
+            registry={"listen": "127.0.0.1:0"},
+            validator={"listen": "127.0.0.1:0"},
+        )
+        suite = start_suite(settings)
+        try:
+            certificate, issuer = _issue(suite.address("issuer"))
+            tessera_url = f"http://{suite.publication}/ocsp/" + (
+                x509.SubjectKeyIdentifier.from_public_key(
+                    issuer.public_key()
+                ).key_identifier.hex()
+            )
+            plain = _request(certificate, issuer, None)
+            marker = b"\xa5" * NONCE_OCTETS
+            with_nonce = _request(certificate, issuer, marker)
+            offset = with_nonce.index(marker)
+            series = []
+            for nonce in (False, True):
+                body = with_nonce if nonce else plain
+                for responder in ("openssl", "tessera"):
+                    # openssl 3.0's workers spin once wrk drops its kept-alive
+                    # connections, so each series gets a fresh responder.
+                    openssl = None
+                    url = tessera_url
+                    if responder == "openssl":
+                        openssl, url = _openssl_responder(
+                            directory, certificate, issuer
+                        )
+                    try:
+                        _check(url, body, marker if nonce else None)
+                        rate, errors = _wrk(
+                            url, body, offset if nonce else -1, seconds, directory
+                        )
+                    finally:
+                        if openssl is not None:
+                            _stop(openssl)
+                    series.append(Series(responder, nonce, rate, errors))
+        finally:
+            suite.stop()
+    return Report(series, seconds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=FULL_SECONDS,
+        help=f"duration of each wrk run (default {FULL_SECONDS:g})",
+    )
+    args = parser.parse_args(argv)
+    configure_logging("console", "warning")
+    print(run(args.seconds).text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""OCSP over HTTP (RFC 6960 appendix A, RFC 5019) on the publication
+listener, at the AIA URL written into certificates: ``/ocsp/<key id>``.
+
+POST carries the DER request in the body; GET carries it base64-encoded in
+the path after that URL. Clients and proxies are inconsistent about that
+path, so the GET form tolerates percent-encoding (``%2F``, ``%2B``), ``+``
+left as is or turned into a space, base64url, missing padding and doubled
+slashes between the URL and the request. Every answer is an OCSP response
+with HTTP 200, errors included (malformedRequest, unauthorized, tryLater,
+internalError); the listener never answers 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import functools
+import re
+import urllib.parse
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from services.common import metrics
+from services.common.clock import Clock
+from services.common.logging import get_logger
+from services.issuer import ocsp
+from services.issuer.publication import run_blocking
+
+OCSP_RESPONSE = "application/ocsp-response"
+PREFIX = "/ocsp"
+_KEY_ID = re.compile(r"[0-9a-fA-F]{2,128}")
+_log = get_logger(__name__)
+
+
+def request_from_path(raw_path: str) -> bytes:
+    """The DER request of a GET path ``/ocsp[/<key id>]/<base64>``; raises
+    ocsp.OcspRefusal(malformedRequest) when there is none."""
+    path = urllib.parse.unquote(raw_path.partition("?")[0])
+    rest = path[len(PREFIX) :].lstrip("/")
+    head, separator, tail = rest.partition("/")
+    if _KEY_ID.fullmatch(head):
+        # A DER SEQUENCE's base64 starts with "M", never a hex digit, so a
+        # hex first segment is the key id of the URL, not the request.
+        rest = tail if separator else ""
+    text = rest.lstrip("/").replace(" ", "+").replace("-", "+").replace("_", "/")
+    text = "".join(text.split())
+    if not text:
+        raise ocsp.OcspRefusal(
+            ocsp.MALFORMED_REQUEST, "a GET request needs the base64 request in its path"
+        )
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ocsp.OcspRefusal(
+            ocsp.MALFORMED_REQUEST, "the request in the path is not base64"
+        ) from None
+
+
+def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDef]:
+    """POST and GET handlers for ``/ocsp`` and everything below it."""
+
+    async def answer(request: web.Request) -> web.Response:
+        try:
+            if request.method == "POST":
+                try:
+                    der = await request.read()
+                except web.HTTPRequestEntityTooLarge:
+                    raise ocsp.OcspRefusal(
+                        ocsp.MALFORMED_REQUEST,
+                        "the request is larger than this responder accepts",
+                    ) from None
+            else:
+                der = request_from_path(request.raw_path)
+            result = responder.respond_from_memory(der)
+            if result is None:
+                result = await run_blocking(lambda: responder.respond(der))
+        except ocsp.OcspRefusal as refusal:
+            result = ocsp.OcspAnswer(
+                ocsp.error_response(refusal.status),
+                refusal.status,
+                "error",
+                reason=refusal.reason,
+            )
+        except Exception:  # the listener answers internalError, never 500
+            _log.exception("OCSP request failed", path=request.path)
+            result = ocsp.OcspAnswer(
+                ocsp.error_response(ocsp.INTERNAL_ERROR), ocsp.INTERNAL_ERROR, "error"
+            )
+        return _http_response(result, clock.now())
+
+    return [
+        web.post(PREFIX, answer),
+        web.post(PREFIX + "/{tail:.*}", answer),
+        web.get(PREFIX + "/{tail:.*}", answer),
+    ]
+
+
+def _http_response(result: ocsp.OcspAnswer, now: dt.datetime) -> web.Response:
+    _count(result.response_status, result.cache).inc()
+    for status in result.statuses:
+        _count_status(status).inc()
+    if result.response_status != ocsp.SUCCESSFUL:
+        _log.info(
+            "OCSP request refused", status=result.response_status, reason=result.reason
+        )
+    if result.next_update is None:
+        headers = {"Cache-Control": "no-store"}
+    else:
+        # RFC 5019 section 6.2: caches may keep the response until its
+        # nextUpdate, and no longer.
+        max_age = max(0, int((result.next_update - now).total_seconds()))
+        headers = {
+            "Cache-Control": f"max-age={max_age}, public, no-transform, "
+            "must-revalidate",
+            **result.http_validators,
+        }
+    return web.Response(body=result.der, content_type=OCSP_RESPONSE, headers=headers)
+
+
+@functools.cache
+def _count(response_status: str, cache: str) -> Counter:
+    """The counter child of one label pair, looked up once."""
+    return metrics.OCSP_RESPONSES.labels(response_status=response_status, cache=cache)
+
+
+@functools.cache
+def _count_status(status: str) -> Counter:
+    return metrics.OCSP_CERTIFICATE_STATUSES.labels(status=status)
