@@ -111,3 +111,32 @@ def test_rejects_crl_refresh_beyond_half_the_validity() -> None:
         issuer={"crl_validity_seconds": 3600, "crl_refresh_seconds": 1800}
     )
     assert settings.issuer.crl_refresh_seconds == 1800
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:52080", "http://127.0.0.1:52080"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("", "http://127.0.0.1:8080"),
+    ],
+)
+def test_public_base_url_follows_the_publication_listener(
+    listen: str, expected: str
+) -> None:
+    """Unset, the URLs written into certificates name the listener that
+    serves them, so moving its port cannot leave them dangling."""
+    settings = load_settings(issuer={"publication_listen": listen})
+
+    assert settings.issuer.public_base_url == expected
+
+
+def test_configured_public_base_url_wins_over_the_listener() -> None:
+    settings = load_settings(
+        issuer={
+            "publication_listen": "127.0.0.1:52080",
+            "public_base_url": "https://pki.example.com/",
+        }
+    )
+
+    assert settings.issuer.public_base_url == "https://pki.example.com"

@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -273,6 +274,8 @@ def _serve(options: argparse.Namespace) -> int:
         print(f"  {name:<15} {suite.address(name)}")
     if suite.publication:
         print(f"  publication     http://{suite.publication} (CRLs, OCSP, CAs)")
+    if "issuer" in services:
+        print(f"  public URLs     {settings.issuer.public_base_url} (in certificates)")
     if metrics:
         print(f"  metrics         http://{metrics}/metrics")
     if "registry" in services:
@@ -409,10 +412,7 @@ def _print_frontdoor(frontdoor: common_pb2.Frontdoor) -> None:
 
 
 def _export_nginx(options: argparse.Namespace) -> int:
-    bundle = _issuer(options).GetTrustBundle(
-        issuer_pb2.GetTrustBundleRequest(frontdoor=options.frontdoor),
-        timeout=_DEADLINE_SECONDS,
-    )
+    bundle = _current_trust_bundle(options)
     directory: Path = options.out.resolve()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -436,6 +436,65 @@ def _export_nginx(options: argparse.Namespace) -> int:
     _replace(conf_path, snippet.encode())
     print(f"wrote {ca_path}, {crl_path} and {conf_path}")
     return 0
+
+
+def _current_trust_bundle(options: argparse.Namespace) -> issuer_pb2.TrustBundle:
+    """The frontdoor's trust bundle once each CRL in it lists every
+    revocation of its CA made so far, waiting up to ``--wait`` seconds: a
+    CRL is rebuilt seconds after a revocation, and an export made in that
+    gap would hand nginx a CRL without it."""
+    issuer = _issuer(options)
+    request = issuer_pb2.GetTrustBundleRequest(frontdoor=options.frontdoor)
+    deadline = time.monotonic() + options.wait
+    told = False
+    while True:
+        bundle = issuer.GetTrustBundle(request, timeout=_DEADLINE_SECONDS)
+        lacking = _crls_lacking_revocations(options, bundle)
+        if not lacking:
+            return bundle
+        if time.monotonic() >= deadline:
+            break
+        if not told:
+            print(
+                f"waiting up to {options.wait} s for the CRL of CA "
+                f"{', '.join(lacking)} to include its newest revocations",
+                file=sys.stderr,
+            )
+            told = True
+        time.sleep(1)
+    if options.wait == 0:
+        print(
+            f"tessera: warning: the CRL of CA {', '.join(lacking)} does not list "
+            "every revocation made yet; export again in a few seconds",
+            file=sys.stderr,
+        )
+        return bundle
+    raise CommandError(
+        f"the CRL of CA {', '.join(lacking)} still lacks revocations after "
+        f"{options.wait} s; is the issuer's CRL job running (see its log)? "
+        "Use --wait 0 to write the bundles as they are"
+    )
+
+
+def _crls_lacking_revocations(
+    options: argparse.Namespace, bundle: issuer_pb2.TrustBundle
+) -> list[str]:
+    """Key ids of the bundle's CAs with revocations newer than their CRL."""
+    registry = _registry(options)
+    lacking = []
+    for der, covered in zip(
+        bundle.ca_certificates, bundle.crl_revocation_sequences, strict=True
+    ):
+        key_id = identifiers.subject_key_id(x509.load_der_x509_certificate(der))
+        newer = registry.ListIssuerRevocations(
+            registry_pb2.ListIssuerRevocationsRequest(
+                issuer_key_id=key_id, after_sequence=covered, limit=1
+            ),
+            timeout=_DEADLINE_SECONDS,
+        )
+        if newer.revoked:
+            lacking.append(key_id)
+    return lacking
 
 
 # ca ---------------------------------------------------------------------
@@ -1186,6 +1245,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     nginx_export.add_argument("--frontdoor", required=True)
     nginx_export.add_argument("--out", type=Path, required=True, metavar="DIR")
+    nginx_export.add_argument(
+        "--wait",
+        type=_whole_number(0, 3600),
+        default=60,
+        metavar="SECONDS",
+        help="wait this long for CRLs that lack a revocation already made "
+        "(default 60; 0 writes them as they are, with a warning)",
+    )
     nginx_export.set_defaults(run=_export_nginx)
 
     audit = _group(commands, "audit", "the hash-chained audit log")

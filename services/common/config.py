@@ -54,6 +54,7 @@ class IssuerConfig(_Section):
     # None: the shared database under the data directory.
     database_url: str | None = None
     # Base of the CRL, OCSP and CA-certificate URLs written into certificates.
+    # Unset, it names the publication listener (see below).
     public_base_url: str = "http://127.0.0.1:8080"
     # The public HTTP listener serving those URLs (DESIGN, "Listeners");
     # "" switches it off, for an issuer behind a separate publisher.
@@ -139,6 +140,21 @@ class IssuerConfig(_Section):
                 "that relying parties always hold a CRL well before its nextUpdate"
             )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _base_url_follows_the_listener(cls, data: Any) -> Any:
+        """Without a public_base_url the certificates name the publication
+        listener itself, so that moving its port in development never
+        leaves certificates pointing at a port nothing serves. Behind a
+        proxy, or on a wildcard address, public_base_url must be set."""
+        if not isinstance(data, dict) or data.get("public_base_url"):
+            return data
+        listen = data.get("publication_listen") or "127.0.0.1:8080"
+        host, _, port = str(listen).rpartition(":")
+        if host in ("", "0.0.0.0", "[::]"):
+            host = "127.0.0.1"
+        return {**data, "public_base_url": f"http://{host}:{port}"}
 
     @field_validator("public_base_url")
     @classmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
-import math
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,7 +37,7 @@ from services.common.frontdoors import check_frontdoor_name
 from services.common.rpc import MAX_MESSAGE_BYTES
 from services.issuer.authority import Hierarchy
 from services.issuer.crl import CrlStore, PublishedCrl
-from services.issuer.publication import run_blocking
+from services.issuer.publication import cache_lifetime, run_blocking
 from tessera.issuer.v1 import issuer_pb2
 
 DER_CRL = "application/pkix-crl"
@@ -123,10 +122,14 @@ class Distribution:
             )
 
         authorities = [self._hierarchy.root(), *intermediates]
+        crls = [self.crl(authority.key_id) for authority in authorities]
         return issuer_pb2.TrustBundle(
             frontdoor=frontdoor,
             ca_certificates=[authority.der for authority in authorities],
-            crls=[self.crl(authority.key_id).der for authority in authorities],
+            crls=[published.der for published in crls],
+            crl_revocation_sequences=[
+                published.crl.revocation_sequence for published in crls
+            ],
             intermediate_subjects=[
                 authority.certificate.subject.rfc4514_string()
                 for authority in intermediates
@@ -163,6 +166,7 @@ class Distribution:
             this_update=timestamp(crl.this_update),
             next_update=timestamp(crl.next_update),
             entry_count=crl.entry_count,
+            revocation_sequence=crl.revocation_sequence,
         )
 
 
@@ -177,11 +181,6 @@ def pem(label: str, der: bytes) -> bytes:
     )
 
 
-def max_age(next_update: dt.datetime, now: dt.datetime) -> int:
-    """Seconds a cache may keep a CRL: never past its nextUpdate."""
-    return max(0, math.floor((next_update - now).total_seconds()))
-
-
 def distribution_routes(distribution: Distribution, clock: Clock) -> list[web.RouteDef]:
     """The CRL and bundle routes of the publication listener."""
 
@@ -192,7 +191,8 @@ def distribution_routes(distribution: Distribution, clock: Clock) -> list[web.Ro
         headers = {
             "ETag": etag,
             "Cache-Control": (
-                f"public, max-age={max_age(published.crl.next_update, clock.now())}, "
+                "public, max-age="
+                f"{cache_lifetime(published.crl.next_update, clock.now())}, "
                 "no-transform"
             ),
             "Last-Modified": _http_date(published.crl.this_update),

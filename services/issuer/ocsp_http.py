@@ -26,7 +26,7 @@ from services.common import metrics
 from services.common.clock import Clock
 from services.common.logging import get_logger
 from services.issuer import ocsp
-from services.issuer.publication import run_blocking
+from services.issuer.publication import cache_lifetime, run_blocking
 
 OCSP_RESPONSE = "application/ocsp-response"
 PREFIX = "/ocsp"
@@ -109,8 +109,8 @@ def _http_response(result: ocsp.OcspAnswer, now: dt.datetime) -> web.Response:
         headers = {"Cache-Control": "no-store"}
     else:
         # RFC 5019 section 6.2: caches may keep the response until its
-        # nextUpdate, and no longer.
-        max_age = max(0, int((result.next_update - now).total_seconds()))
+        # nextUpdate, and no longer; Tessera allows them a minute at most.
+        max_age = cache_lifetime(result.next_update, now)
         headers = {
             "Cache-Control": f"max-age={max_age}, public, no-transform, "
             "must-revalidate",

@@ -199,18 +199,19 @@ def intermediate_template(
     )
 
 
-def client_template(
+def _end_entity(
     subject: x509.Name,
-    subject_alt_names: list[x509.GeneralName],
     public_key: CertificatePublicKeyTypes,
     serial_number: int,
     validity: Validity,
     issuer: x509.Certificate,
     issuer_key_id: str,
-    urls: PublicationUrls,
+    extended_key_usage: x509.ObjectIdentifier,
 ) -> x509.CertificateBuilder:
-    """A TLS client certificate: digitalSignature, clientAuth, CA:FALSE."""
-    builder = (
+    """What every end-entity certificate Tessera signs has: CA:FALSE,
+    digitalSignature only (both critical), one extended key usage, SKI and
+    AKI."""
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.subject)
@@ -233,14 +234,36 @@ def client_template(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
+        .add_extension(x509.ExtendedKeyUsage([extended_key_usage]), critical=False)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(public_key),
             critical=False,
         )
         .add_extension(_authority_key_identifier(issuer_key_id), critical=False)
+    )
+
+
+def client_template(
+    subject: x509.Name,
+    subject_alt_names: list[x509.GeneralName],
+    public_key: CertificatePublicKeyTypes,
+    serial_number: int,
+    validity: Validity,
+    issuer: x509.Certificate,
+    issuer_key_id: str,
+    urls: PublicationUrls,
+) -> x509.CertificateBuilder:
+    """A TLS client certificate: digitalSignature, clientAuth, CA:FALSE."""
+    builder = (
+        _end_entity(
+            subject,
+            public_key,
+            serial_number,
+            validity,
+            issuer,
+            issuer_key_id,
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
         .add_extension(
             _crl_distribution_points(urls.crl(issuer_key_id)), critical=False
         )
@@ -283,39 +306,15 @@ def ocsp_responder_template(
     4.2.2.2): id-kp-OCSPSigning, and id-pkix-ocsp-nocheck so that relying
     parties do not ask for the responder's own status (section 4.2.2.2.1);
     its short life stands in for revocation."""
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.subject)
-        .public_key(public_key)
-        .serial_number(serial_number)
-        .not_valid_before(validity.not_valid_before)
-        .not_valid_after(validity.not_valid_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
-        )
-        .add_extension(x509.OCSPNoCheck(), critical=False)
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(public_key),
-            critical=False,
-        )
-        .add_extension(_authority_key_identifier(issuer_key_id), critical=False)
-    )
+    return _end_entity(
+        subject,
+        public_key,
+        serial_number,
+        validity,
+        issuer,
+        issuer_key_id,
+        ExtendedKeyUsageOID.OCSP_SIGNING,
+    ).add_extension(x509.OCSPNoCheck(), critical=False)
 
 
 def ocsp_responder_name(organization: str, issuer_key_id: str) -> x509.Name:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime as dt
+import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -39,6 +41,20 @@ _BLOCKING_WORKERS = 8
 _STOP_GRACE_SECONDS = 5.0
 
 DER_CERTIFICATE = "application/pkix-cert"
+
+# How long an HTTP cache (a CDN, a proxy) may keep a CRL or OCSP response.
+# Tessera publishes a revocation within seconds; a cache allowed to keep the
+# old answer until its nextUpdate (a day for CRLs, an hour for OCSP) would
+# hide it from relying parties behind the cache for that long. A minute
+# keeps them close, and ETags make the revalidation after it cheap.
+MAX_CACHE_SECONDS = 60
+
+
+def cache_lifetime(next_update: dt.datetime, now: dt.datetime) -> int:
+    """Seconds a cache may keep an answer valid until ``next_update``: at
+    most ``MAX_CACHE_SECONDS``, and never past its nextUpdate."""
+    remaining = math.floor((next_update - now).total_seconds())
+    return max(0, min(MAX_CACHE_SECONDS, remaining))
 
 
 class PublicationServer:

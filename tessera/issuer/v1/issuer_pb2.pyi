@@ -90,7 +90,7 @@ class GetCrlRequest(_message.Message):
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
 class Crl(_message.Message):
-    __slots__ = ("key_id", "frontdoor", "crl", "crl_number", "this_update", "next_update", "entry_count")
+    __slots__ = ("key_id", "frontdoor", "crl", "crl_number", "this_update", "next_update", "entry_count", "revocation_sequence")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     CRL_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Crl(_message.Message):
     THIS_UPDATE_FIELD_NUMBER: _ClassVar[int]
     NEXT_UPDATE_FIELD_NUMBER: _ClassVar[int]
     ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REVOCATION_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     key_id: str
     frontdoor: str
     crl: bytes
@@ -105,7 +106,8 @@ class Crl(_message.Message):
     this_update: _timestamp_pb2.Timestamp
     next_update: _timestamp_pb2.Timestamp
     entry_count: int
-    def __init__(self, key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., crl: _Optional[bytes] = ..., crl_number: _Optional[str] = ..., this_update: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_update: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entry_count: _Optional[int] = ...) -> None: ...
+    revocation_sequence: int
+    def __init__(self, key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., crl: _Optional[bytes] = ..., crl_number: _Optional[str] = ..., this_update: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_update: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., entry_count: _Optional[int] = ..., revocation_sequence: _Optional[int] = ...) -> None: ...
 
 class GetTrustBundleRequest(_message.Message):
     __slots__ = ("frontdoor",)
@@ -114,13 +116,15 @@ class GetTrustBundleRequest(_message.Message):
     def __init__(self, frontdoor: _Optional[str] = ...) -> None: ...
 
 class TrustBundle(_message.Message):
-    __slots__ = ("frontdoor", "ca_certificates", "crls", "intermediate_subjects")
+    __slots__ = ("frontdoor", "ca_certificates", "crls", "intermediate_subjects", "crl_revocation_sequences")
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     CA_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     CRLS_FIELD_NUMBER: _ClassVar[int]
     INTERMEDIATE_SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    CRL_REVOCATION_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     frontdoor: str
     ca_certificates: _containers.RepeatedScalarFieldContainer[bytes]
     crls: _containers.RepeatedScalarFieldContainer[bytes]
     intermediate_subjects: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, frontdoor: _Optional[str] = ..., ca_certificates: _Optional[_Iterable[bytes]] = ..., crls: _Optional[_Iterable[bytes]] = ..., intermediate_subjects: _Optional[_Iterable[str]] = ...) -> None: ...
+    crl_revocation_sequences: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, frontdoor: _Optional[str] = ..., ca_certificates: _Optional[_Iterable[bytes]] = ..., crls: _Optional[_Iterable[bytes]] = ..., intermediate_subjects: _Optional[_Iterable[str]] = ..., crl_revocation_sequences: _Optional[_Iterable[int]] = ...) -> None: ...
