@@ -152,6 +152,10 @@ class IssuerConfig(_Section):
             return data
         listen = data.get("publication_listen") or "127.0.0.1:8080"
         host, _, port = str(listen).rpartition(":")
+        if port in ("", "0"):
+            # An ephemeral port is known only once bound, after the URLs
+            # are fixed; such a listener (tests) keeps the default URL.
+            return data
         if host in ("", "0.0.0.0", "[::]"):
             host = "127.0.0.1"
         return {**data, "public_base_url": f"http://{host}:{port}"}
