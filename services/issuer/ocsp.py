@@ -127,6 +127,11 @@ REVOKED = "revoked"
 UNKNOWN = "unknown"
 
 
+# The longest request whose bytes the responder remembers, to answer a
+# repeat of it from memory without parsing it again.
+_MAX_REMEMBERED_REQUEST_BYTES = 512
+
+
 class OcspRefusal(Exception):
     """The request gets an unsigned error response with ``status``."""
 
@@ -937,6 +942,10 @@ class OcspResponder:
         return _presigned_answer(response, "miss")
 
     def _remember_request(self, der: bytes, key: CacheKey) -> None:
+        if len(der) > _MAX_REMEMBERED_REQUEST_BYTES:
+            # Padded with extensions: answered, but not worth the memory of
+            # remembering (a plain request for one certificate is ~100 bytes).
+            return
         if len(self._request_keys) >= self._memory_capacity:
             # Rarely reached (one entry per distinct request); start over.
             self._request_keys.clear()
@@ -1067,7 +1076,11 @@ class OcspResponder:
 
     def _status(self, issuer_key_id: str, serial_number: int) -> CertificateStatus:
         """The registry's word on one certificate of ``issuer_key_id``."""
-        if serial_number <= 0:
+        if serial_number <= 0 or (
+            (serial_number.bit_length() + 8) // 8 > identifiers.MAX_SERIAL_OCTETS
+        ):
+            # No CA issues such a serial number (RFC 5280 section 4.1.2.2), so
+            # the registry need not be asked.
             return CertificateStatus(UNKNOWN)
         try:
             record = self._registry.get_certificate_by_serial(

@@ -12,14 +12,16 @@ internalError); the listener never answers 500.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import collections
 import datetime as dt
 import functools
 import re
 import urllib.parse
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 from prometheus_client import Counter
 
 from services.common import metrics
@@ -30,6 +32,13 @@ from services.issuer.publication import cache_lifetime, run_blocking
 
 OCSP_RESPONSE = "application/ocsp-response"
 PREFIX = "/ocsp"
+# A request body must arrive within this; a client trickling bytes (or none)
+# holds a connection no longer.
+BODY_SECONDS = 5.0
+# Requests one client address may have waiting for the registry or a
+# signature at once; more are answered tryLater at once, so that one client
+# cannot queue the responder's thread pool full and starve the others.
+MAX_IN_FLIGHT_PER_CLIENT = 4
 _KEY_ID = re.compile(r"[0-9a-fA-F]{2,128}")
 _log = get_logger(__name__)
 
@@ -61,21 +70,30 @@ def request_from_path(raw_path: str) -> bytes:
 def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDef]:
     """POST and GET handlers for ``/ocsp`` and everything below it."""
 
+    in_flight: collections.Counter[str] = collections.Counter()
+
     async def answer(request: web.Request) -> web.Response:
         try:
             if request.method == "POST":
-                try:
-                    der = await request.read()
-                except web.HTTPRequestEntityTooLarge:
-                    raise ocsp.OcspRefusal(
-                        ocsp.MALFORMED_REQUEST,
-                        "the request is larger than this responder accepts",
-                    ) from None
+                der = await _body(request)
             else:
                 der = request_from_path(request.raw_path)
             result = responder.respond_from_memory(der)
             if result is None:
-                result = await run_blocking(lambda: responder.respond(der))
+                client = request.remote or ""
+                if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
+                    raise ocsp.OcspRefusal(
+                        ocsp.TRY_LATER,
+                        f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests "
+                        "in progress already",
+                    )
+                in_flight[client] += 1
+                try:
+                    result = await run_blocking(lambda: responder.respond(der))
+                finally:
+                    in_flight[client] -= 1
+                    if not in_flight[client]:
+                        del in_flight[client]
         except ocsp.OcspRefusal as refusal:
             result = ocsp.OcspAnswer(
                 ocsp.error_response(refusal.status),
@@ -95,6 +113,32 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
         web.post(PREFIX + "/{tail:.*}", answer),
         web.get(PREFIX + "/{tail:.*}", answer),
     ]
+
+
+async def _body(request: web.Request) -> bytes:
+    """The DER request of a POST: identity-encoded, within the size limit,
+    arriving within ``BODY_SECONDS``."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ocsp.OcspRefusal(
+            ocsp.MALFORMED_REQUEST,
+            f"the request is {encoding}-encoded; send the DER OCSPRequest as it is",
+        )
+    try:
+        return await asyncio.wait_for(request.read(), BODY_SECONDS)
+    except web.HTTPRequestEntityTooLarge:
+        raise ocsp.OcspRefusal(
+            ocsp.MALFORMED_REQUEST, "the request is larger than this responder accepts"
+        ) from None
+    except TimeoutError:
+        raise ocsp.OcspRefusal(
+            ocsp.MALFORMED_REQUEST,
+            f"the request body did not arrive within {BODY_SECONDS:g} s",
+        ) from None
+    except (ClientPayloadError, ConnectionError):
+        raise ocsp.OcspRefusal(
+            ocsp.MALFORMED_REQUEST, "the client broke off while sending the request"
+        ) from None
 
 
 def _http_response(result: ocsp.OcspAnswer, now: dt.datetime) -> web.Response:

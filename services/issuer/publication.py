@@ -38,6 +38,7 @@ _T = TypeVar("_T")
 # relying party sends here comes near this.
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024
 _BLOCKING_WORKERS = 8
+_KEEPALIVE_SECONDS = 15.0
 _STOP_GRACE_SECONDS = 5.0
 
 DER_CERTIFICATE = "application/pkix-cert"
@@ -81,7 +82,18 @@ class PublicationServer:
             _BLOCKING_WORKERS, thread_name_prefix="tessera-publication"
         )
         self._loop.set_default_executor(self._executor)
-        self._runner = web.AppRunner(self._app, access_log=None)
+        self._runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            # Idle keep-alive connections are closed after this; aiohttp's
+            # default is an hour.
+            keepalive_timeout=_KEEPALIVE_SECONDS,
+            # A body the handler did not read is not waited for long.
+            lingering_time=1.0,
+            # Nothing published here takes compressed requests, and inflating
+            # one would let a small body cost the event loop seconds.
+            auto_decompress=False,
+        )
         self._thread: threading.Thread | None = None
         self.address = ""
 
@@ -114,14 +126,25 @@ class PublicationServer:
         """Finish requests in flight (a few seconds at most), then stop."""
         if self._thread is None:
             return
-        cleanup = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
         with contextlib.suppress(concurrent.futures.TimeoutError):
-            cleanup.result(timeout=_STOP_GRACE_SECONDS)
+            shutdown.result(timeout=_STOP_GRACE_SECONDS * 2)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=_STOP_GRACE_SECONDS)
         self._loop.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._thread = None
+
+    async def _shutdown(self) -> None:
+        """Close the listener, then end connections still open (a client
+        that sent half a request), so none outlives the loop."""
+        await self._runner.cleanup()
+        current = asyncio.current_task()
+        remaining = [task for task in asyncio.all_tasks() if task is not current]
+        for task in remaining:
+            task.cancel()
+        if remaining:
+            await asyncio.wait(remaining, timeout=_STOP_GRACE_SECONDS)
 
 
 async def run_blocking(work: Callable[[], _T]) -> _T:

@@ -81,12 +81,17 @@ class HttpAnswer:
         return ocsp.load_der_ocsp_response(self.body)
 
 
-def post(address: str, body: bytes, path: str = "/ocsp") -> HttpAnswer:
+def post(
+    address: str,
+    body: bytes,
+    path: str = "/ocsp",
+    headers: dict[str, str] | None = None,
+) -> HttpAnswer:
     request = urllib.request.Request(
         f"http://{address}{path}",
         data=body,
         method="POST",
-        headers={"Content-Type": "application/ocsp-request"},
+        headers={"Content-Type": "application/ocsp-request", **(headers or {})},
     )
     return _send(request)
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import gzip
 import hashlib
 import os
+import socket
 import sqlite3
 import subprocess
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from services.common import metrics
 from services.common.leases import Lease
 from services.issuer import ocsp as responder_module
+from services.issuer import ocsp_http
 from services.suite import Suite, start_suite
 from tessera.registry.v1 import registry_pb2
 from tests.issuer.ocsp_requests import (
@@ -773,3 +777,65 @@ def test_two_issuer_processes_share_responders_and_pre_signed_responses(
         if second is not None:
             second.stop()
         first.stop()
+
+
+def test_compressed_requests_are_refused_without_inflating_them(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """A gzip body (a bomb of a gigabyte of zeros, or broken) is
+    malformedRequest at once; the listener never inflates it."""
+    issued = issue(clients, tmp_path)
+    good = request_der([cert_id(issued.intermediate, issued.certificate.serial_number)])
+    address = suite.publication
+    assert address is not None
+    bomb = gzip.compress(b"\0" * 50_000_000)
+
+    for body in (bomb, b"\x1f\x8b broken", gzip.compress(good)):
+        started = time.monotonic()
+        answer = post(address, body, headers={"Content-Encoding": "gzip"})
+        assert time.monotonic() - started < 2
+        assert answer.ocsp().response_status == (
+            ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        )
+    assert post(address, good).ocsp().certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
+def test_a_body_that_never_arrives_is_cut_off(
+    suite: Suite, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that announces a body and sends none holds its connection
+    for BODY_SECONDS, then gets malformedRequest."""
+    monkeypatch.setattr(ocsp_http, "BODY_SECONDS", 0.5)
+    assert suite.publication is not None
+    host, port = suite.publication.rsplit(":", 1)
+
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            b"POST /ocsp HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/ocsp-request\r\nContent-Length: 100\r\n\r\n"
+        )
+        started = time.monotonic()
+        reply = connection.recv(65536)
+
+    assert time.monotonic() - started < 5
+    assert reply.startswith(b"HTTP/1.1 200")
+    body = reply.split(b"\r\n\r\n", 1)[1]
+    assert ocsp.load_der_ocsp_response(body).response_status == (
+        ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    )
+
+
+def test_a_serial_longer_than_any_ca_issues_is_unknown(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """21 octets and more are not serial numbers (RFC 5280 4.1.2.2): the
+    answer is unknown, not tryLater, and the registry is not asked."""
+    issued = issue(clients, tmp_path)
+    assert suite.publication is not None
+
+    for serial in (2**167 + 5, 2**800):
+        answer = post(
+            suite.publication, request_der([cert_id(issued.intermediate, serial)])
+        ).ocsp()
+        assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+        assert answer.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
