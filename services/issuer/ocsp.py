@@ -883,6 +883,16 @@ class OcspResponder:
                 "serves (issuer name hash, issuer key hash and hash algorithm "
                 "must match one of its intermediates)",
             )
+        if len(set(key_ids)) > 1:
+            # Each intermediate's responder signs for that intermediate only
+            # (RFC 6960 section 4.2.2.2), so no one signature can answer for
+            # all of them; relying parties reject a response whose signer
+            # did not issue every certificate it names.
+            raise OcspRefusal(
+                UNAUTHORIZED,
+                "the request names certificates of several intermediates; ask "
+                "each one's responder (the OCSP URL in each certificate) apart",
+            )
         authority = self._hierarchy.by_key_id(key_ids[0])
         if authority is None:
             raise OcspRefusal(

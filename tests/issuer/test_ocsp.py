@@ -839,3 +839,26 @@ def test_a_serial_longer_than_any_ca_issues_is_unknown(
         ).ocsp()
         assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
         assert answer.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
+
+
+def test_a_request_spanning_two_intermediates_is_unauthorized(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """No responder signs for two intermediates, so a request naming both
+    is refused rather than half answered."""
+    clients.create_frontdoor("orders")
+    payments = issue(clients, tmp_path / "payments")
+    orders = issue(clients, tmp_path / "orders", "orders")
+    assert suite.publication is not None
+
+    answer = post(
+        suite.publication,
+        request_der(
+            [
+                cert_id(payments.intermediate, payments.certificate.serial_number),
+                cert_id(orders.intermediate, orders.certificate.serial_number),
+            ]
+        ),
+    ).ocsp()
+
+    assert answer.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
