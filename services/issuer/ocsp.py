@@ -223,6 +223,11 @@ def _parse_single(der: bytes) -> ParsedRequest | None:
     nonce = extensions[0].value.nonce if extensions else None
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_OCTETS:
         return None
+    if nonce is not None and _wrapped_nonce(nonce) not in der:
+        # cryptography also takes a nonce that its extnValue carries without
+        # the inner OCTET STRING of RFC 8954; the response would then echo
+        # bytes the client never sent. asn1crypto refuses such a request.
+        return None
     cert_id = CertIdRequest(
         hash_algorithm=algorithm,
         issuer_name_hash=request.issuer_name_hash,
@@ -230,6 +235,12 @@ def _parse_single(der: bytes) -> ParsedRequest | None:
         serial_number=request.serial_number,
     )
     return ParsedRequest((cert_id,), nonce)
+
+
+def _wrapped_nonce(nonce: bytes) -> bytes:
+    """The extnValue of an RFC 8954 nonce of at most 32 octets, as DER: an
+    OCTET STRING holding the OCTET STRING that holds the nonce."""
+    return bytes([0x04, len(nonce) + 2, 0x04, len(nonce)]) + nonce
 
 
 def _nonce(tbs_request: asn1_ocsp.TBSRequest) -> bytes | None:

@@ -862,3 +862,29 @@ def test_a_request_spanning_two_intermediates_is_unauthorized(
     ).ocsp()
 
     assert answer.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
+def test_a_nonce_without_its_octet_string_is_malformed(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """RFC 8954 wraps the nonce in an OCTET STRING inside extnValue; a bare
+    one is refused, as it is in requests for several certificates, rather
+    than echoed in a form the client never sent."""
+    issued = issue(clients, tmp_path)
+    wrapped = request_der(
+        [cert_id(issued.intermediate, issued.certificate.serial_number)],
+        nonce=b"\x01\x02\x03",
+    )
+    bare = wrapped.replace(
+        bytes.fromhex("04050403010203"), bytes.fromhex("04050102030405")
+    )
+    assert bare != wrapped
+    assert suite.publication is not None
+
+    answer = post(suite.publication, bare).ocsp()
+
+    assert answer.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    echoed = post(suite.publication, wrapped).ocsp()
+    assert echoed.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == (
+        b"\x01\x02\x03"
+    )
