@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from cryptography import x509
@@ -51,6 +53,7 @@ from signers.api import (
     uri_scheme,
 )
 
+_Signed = TypeVar("_Signed")
 ROOT = "root"
 INTERMEDIATE = "intermediate"
 
@@ -246,32 +249,17 @@ class Hierarchy:
             "kind": context.kind,
             "frontdoor": context.frontdoor,
         }
-        actor = context.actor
-        self._audit.record("certificate.sign", actor=actor, outcome="intent", **details)
-        try:
-            certificate = template.sign(
+        return self._audited(
+            "certificate.sign",
+            context.actor,
+            details,
+            lambda: template.sign(
                 context.signer.private_key(),
                 signature_hash(context.signer.public_key()),
-            )
-        except (SignerError, ValueError) as error:
-            self._audit.record(
-                "certificate.sign",
-                actor=actor,
-                outcome="failure",
-                error=str(error),
-                **details,
-            )
-            raise Unavailable(
-                f"the signer of CA {context.issuer_key_id} could not sign: {error}"
-            ) from error
-        self._audit.record(
-            "certificate.sign",
-            actor=actor,
-            outcome="success",
-            fingerprint=identifiers.fingerprint(certificate),
-            **details,
+            ),
+            lambda certificate: {"fingerprint": identifiers.fingerprint(certificate)},
+            f"the signer of CA {context.issuer_key_id} could not sign",
         )
-        return certificate
 
     def sign_crl(
         self,
@@ -292,27 +280,21 @@ class Hierarchy:
             "entry_count": entry_count,
             "revocation_sequence": revocation_sequence,
         }
-        self._audit.record("crl.sign", actor=actor, outcome="intent", **details)
-        try:
-            crl = template.sign(
+        return self._audited(
+            "crl.sign",
+            actor,
+            details,
+            lambda: template.sign(
                 authority.signer.private_key(),
                 signature_hash(authority.signer.public_key()),
-            )
-        except (SignerError, ValueError) as error:
-            self._audit.record(
-                "crl.sign", actor=actor, outcome="failure", error=str(error), **details
-            )
-            raise Unavailable(
-                f"the signer of CA {authority.key_id} could not sign its CRL: {error}"
-            ) from error
-        self._audit.record(
-            "crl.sign",
-            actor=actor,
-            outcome="success",
-            fingerprint=hashlib.sha256(crl.public_bytes(Encoding.DER)).hexdigest(),
-            **details,
+            ),
+            lambda crl: {
+                "fingerprint": hashlib.sha256(
+                    crl.public_bytes(Encoding.DER)
+                ).hexdigest()
+            },
+            f"the signer of CA {authority.key_id} could not sign its CRL",
         )
-        return crl
 
     def sign_ocsp_response(
         self,
@@ -329,26 +311,39 @@ class Hierarchy:
             "kind": "ocsp-response",
             "frontdoor": authority.frontdoor,
         }
-        self._audit.record(
-            "ocsp_response.sign", actor=actor, outcome="intent", **details
+        return self._audited(
+            "ocsp_response.sign",
+            actor,
+            details,
+            lambda: sign_data(authority.signer, tbs_response_data),
+            lambda _signature: {},
+            f"the signer of CA {authority.key_id} could not sign",
         )
+
+    def _audited(
+        self,
+        action: str,
+        actor: str,
+        details: dict[str, Any],
+        sign: Callable[[], _Signed],
+        outcome: Callable[[_Signed], dict[str, Any]],
+        failure: str,
+    ) -> _Signed:
+        """Make one signature with a CA key: an intent entry, the signature,
+        then a success entry (with ``outcome``'s details) or a failure entry;
+        a signer that fails is Unavailable, with ``failure`` saying whose."""
+        self._audit.record(action, actor=actor, outcome="intent", **details)
         try:
-            signature = sign_data(authority.signer, tbs_response_data)
+            signed = sign()
         except (SignerError, ValueError) as error:
             self._audit.record(
-                "ocsp_response.sign",
-                actor=actor,
-                outcome="failure",
-                error=str(error),
-                **details,
+                action, actor=actor, outcome="failure", error=str(error), **details
             )
-            raise Unavailable(
-                f"the signer of CA {authority.key_id} could not sign: {error}"
-            ) from error
+            raise Unavailable(f"{failure}: {error}") from error
         self._audit.record(
-            "ocsp_response.sign", actor=actor, outcome="success", **details
+            action, actor=actor, outcome="success", **outcome(signed), **details
         )
-        return signature
+        return signed
 
     # Keys that are not CA keys -------------------------------------------
 
