@@ -356,6 +356,11 @@ class DelegatedResponders(ResponseSigning):
     """A delegated responder certificate per intermediate, renewed at half
     its life by whichever issuer process holds the database lease.
 
+    Without a lease (a publication process) it never makes a responder: it
+    uses the newest one in the issuer's database, and looks there again at
+    the current one's half-life, then every second until the issuer has
+    renewed it.
+
     Its key is made in the configured key store (a file or an HSM token)
     and used only through the signer contract; the certificate is signed by
     the intermediate through the hierarchy, so that signature is audited.
@@ -366,7 +371,7 @@ class DelegatedResponders(ResponseSigning):
         database: Database,
         hierarchy: Hierarchy,
         config: IssuerConfig,
-        lease: Lease,
+        lease: Lease | None,
         clock: Clock,
         actor: str,
     ) -> None:
@@ -394,7 +399,7 @@ class DelegatedResponders(ResponseSigning):
         # when no usable responder exists, so that the first response of a
         # new intermediate does not wait for the job.
         unusable = row is None or now >= row.not_valid_after - BACKDATE
-        if unusable and self._lease.acquire():
+        if unusable and self._lease is not None and self._lease.acquire():
             row = self._renew(authority)
         if row is None or now >= row.not_valid_after:
             raise TesseraError(
@@ -412,7 +417,7 @@ class DelegatedResponders(ResponseSigning):
     def renew_due(self) -> int:
         """Renew every responder past half its life (and create missing
         ones), if this process holds the lease; how many were made."""
-        if not self._lease.acquire():
+        if self._lease is None or not self._lease.acquire():
             return 0
         renewed = 0
         now = self._clock.now()
@@ -422,6 +427,16 @@ class DelegatedResponders(ResponseSigning):
                 self._renew(authority)
                 renewed += 1
         return renewed
+
+    def intermediate_created(self, authority: CertificateAuthority) -> None:
+        """Make the responder of an intermediate just created, if this
+        process holds the lease, so that publication processes (which never
+        make one) can answer for it at once instead of after the next
+        renewal pass."""
+        if self._lease is None or not self._lease.acquire():
+            return
+        if self._newest(authority.key_id) is None:
+            self._renew(authority)
 
     def start(
         self, interval: dt.timedelta, on_error: Callable[[Exception], None]
