@@ -55,7 +55,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from services.common import identifiers
+from services.common import identifiers, metrics
 from services.common.clock import Clock
 from services.common.config import IssuerConfig
 from services.common.database import Database
@@ -1071,6 +1071,7 @@ class OcspResponder:
             known = self._statuses.get((revocation.issuer_key_id, serial))
             if known is not None and known[0].status != REVOKED:
                 del self._statuses[(revocation.issuer_key_id, serial)]
+        metrics.OCSP_REVOCATION_SEQUENCE.set(revocation.sequence)
 
     def heartbeat(self, heartbeat: object) -> None:
         """Nothing to do: the stream resumes without gaps after a break."""

@@ -212,6 +212,15 @@ def _counter(metrics_address: str, name: str, labels: str = "") -> float:
     )
 
 
+def _gauge(metrics_address: str, name: str) -> float:
+    with urllib.request.urlopen(
+        f"http://{metrics_address}/metrics", timeout=10
+    ) as response:
+        text = response.read().decode()
+    found = re.search(rf"^{name} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def _crl(address: str, issued: Issued) -> x509.CertificateRevocationList:
     with urllib.request.urlopen(
         f"http://{address}/crl/{issued.key_id}.crl", timeout=10
@@ -240,8 +249,9 @@ def test_publication_processes_on_one_port_agree_after_a_revocation(
     shared_port: SharedPort,
 ) -> None:
     """Both processes answer on the shared port; after a revocation through
-    the issuer, openssl hears "revoked" on every try, with and without a
-    nonce, from both processes; the rebuilt CRL is then served by both."""
+    the issuer has reached them on the stream, openssl hears "revoked" on
+    every try, with and without a nonce, from both processes (which held
+    "good" in memory); the rebuilt CRL is then served by both."""
     require_tool("openssl")
     clients = shared_port.clients
     clients.create_frontdoor(FRONTDOOR)
@@ -263,7 +273,18 @@ def test_publication_processes_on_one_port_agree_after_a_revocation(
     for metrics in shared_port.metrics.values():
         assert _counter(metrics, "tessera_ocsp_responses_total") > 0
 
-    clients.revoke(issued.fingerprint, reason=1)
+    revocation = clients.revoke(issued.fingerprint, reason=1)
+    # Each process drops what it holds once the registry's stream brings the
+    # revocation (milliseconds; a generous bound here). The revoking issuer
+    # has already replaced the pre-signed responses in Redis.
+    for metrics in shared_port.metrics.values():
+        assert eventually(
+            lambda metrics=metrics: (
+                _gauge(metrics, "tessera_ocsp_revocation_stream_sequence")
+                >= revocation.sequence
+            ),
+            timeout=5,
+        )
 
     for attempt in range(TRIES):
         extra = ("-no_nonce",) if attempt % 2 else ()
