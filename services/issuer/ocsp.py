@@ -297,6 +297,8 @@ class ResponseSigner:
     # (the CA's, which the hierarchy audits).
     private_key: CertificateIssuerPrivateKeyTypes | None = None
     responder: x509.Certificate | None = None
+    # The hash ``private_key`` signs with (matched to its curve).
+    signature_hash: hashes.HashAlgorithm | None = None
     # True when signing is pure computation (a software key), so a response
     # may be signed on the listener's event loop instead of a worker thread.
     inline: bool = False
@@ -573,6 +575,7 @@ class DelegatedResponders(ResponseSigning):
             sign=lambda tbs, _serials: sign_data(signer, tbs),
             private_key=signer.private_key(),
             responder=certificate,
+            signature_hash=signature_hash(certificate.public_key()),  # type: ignore[arg-type]
             inline=signer.describe().backend == "file",
         )
         with self._lock:
@@ -811,6 +814,7 @@ class OcspResponder:
         ] = collections.OrderedDict()
         self._memory_capacity = memory_capacity
         self._memory_lock = threading.Lock()
+        self._prefixes = _BuilderPrefixes()
         self._issuers: dict[tuple[str, bytes, bytes], str] = {}
         self._issuers_read_at: dt.datetime | None = None
         self._issuers_lock = threading.Lock()
@@ -853,7 +857,13 @@ class OcspResponder:
         if next_update <= this_update:
             return None
         response = _sign_one(
-            signer, cert_id, known[0], this_update, next_update, request.nonce
+            self._prefixes,
+            signer,
+            cert_id,
+            known[0],
+            this_update,
+            next_update,
+            request.nonce,
         )
         return OcspAnswer(response, SUCCESSFUL, "nonce", statuses=(known[0].status,))
 
@@ -1166,10 +1176,19 @@ class OcspResponder:
             len(cert_ids) == 1
             and signer.private_key is not None
             and signer.responder is not None
+            and signer.signature_hash is not None
             and cert_ids[0].hash_algorithm in _HASH_CLASSES
             and cert_ids[0].serial_number > 0
         ):
-            der = _sign_one(signer, cert_ids[0], statuses[0], now, next_update, nonce)
+            der = _sign_one(
+                self._prefixes,
+                signer,
+                cert_ids[0],
+                statuses[0],
+                now,
+                next_update,
+                nonce,
+            )
             return der, now, next_update
         response_data = asn1_ocsp.ResponseData(
             {
@@ -1213,6 +1232,7 @@ class OcspResponder:
 
 
 def _sign_one(
+    prefixes: _BuilderPrefixes,
     signer: ResponseSigner,
     cert_id: CertIdRequest,
     status: CertificateStatus,
@@ -1224,12 +1244,66 @@ def _sign_one(
     cryptography's OCSP builder (much faster than asn1crypto's classes)."""
     assert signer.private_key is not None
     assert signer.responder is not None
+    assert signer.signature_hash is not None
+    builder = prefixes.builder(
+        signer.responder, cert_id, status, this_update, next_update
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    response = builder.sign(signer.private_key, signer.signature_hash)
+    return response.public_bytes(Encoding.DER)
+
+
+class _BuilderPrefixes:
+    """OCSP response builders holding everything but the nonce, for the
+    current second: responses with a nonce for the same certificate within
+    one second differ only in it (thisUpdate and producedAt have whole
+    seconds), and cryptography's builders are immutable, so a prefix is
+    reused by every thread and each response is still signed on its own."""
+
+    _CAPACITY = 1024
+
+    def __init__(self) -> None:
+        self._this_update: dt.datetime | None = None
+        self._builders: dict[object, x509_ocsp.OCSPResponseBuilder] = {}
+
+    def builder(
+        self,
+        responder: x509.Certificate,
+        cert_id: CertIdRequest,
+        status: CertificateStatus,
+        this_update: dt.datetime,
+        next_update: dt.datetime,
+    ) -> x509_ocsp.OCSPResponseBuilder:
+        key = (responder, cert_id, status, this_update, next_update)
+        builders = self._builders
+        if self._this_update != this_update:
+            # A new second: what was kept cannot be used any more.
+            builders = {}
+            self._builders = builders
+            self._this_update = this_update
+        found = builders.get(key)
+        if found is not None:
+            return found
+        built = _response_prefix(responder, cert_id, status, this_update, next_update)
+        if len(builders) < self._CAPACITY:
+            builders[key] = built
+        return built
+
+
+def _response_prefix(
+    responder: x509.Certificate,
+    cert_id: CertIdRequest,
+    status: CertificateStatus,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+) -> x509_ocsp.OCSPResponseBuilder:
     cert_status = {
         GOOD: x509_ocsp.OCSPCertStatus.GOOD,
         REVOKED: x509_ocsp.OCSPCertStatus.REVOKED,
         UNKNOWN: x509_ocsp.OCSPCertStatus.UNKNOWN,
     }[status.status]
-    builder = (
+    return (
         x509_ocsp.OCSPResponseBuilder()
         .add_response_by_hash(
             issuer_name_hash=cert_id.issuer_name_hash,
@@ -1248,16 +1322,9 @@ def _sign_one(
                 _REASON_FLAGS.get(status.reason) if status.reason is not None else None
             ),
         )
-        .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, signer.responder)
-        .certificates([signer.responder])
+        .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, responder)
+        .certificates([responder])
     )
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    response = builder.sign(
-        signer.private_key,
-        signature_hash(signer.responder.public_key()),  # type: ignore[arg-type]
-    )
-    return response.public_bytes(Encoding.DER)
 
 
 def _single_response(
