@@ -8,6 +8,11 @@ server. Request bodies are capped at ``max_request_bytes``; handlers that
 block (a database, Redis, a signature) run in the listener's thread pool
 through ``run_blocking`` so the loop keeps accepting connections.
 
+One event loop is one core: to use more, several processes (the issuer's
+and ``tessera serve publication`` processes, see ``services.suite``) bind
+the same port with ``reuse_port`` (SO_REUSEPORT) and the kernel spreads
+connections among them.
+
 URL layout (``PublicationUrls`` in ``profile`` writes the same paths):
 
 - ``/ca/<key id>.crt``: a CA certificate, DER (``application/pkix-cert``)
