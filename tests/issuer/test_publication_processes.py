@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.x509 import ocsp
 
 from services.common.config import ConfigError
+from services.issuer.publication import PublicationServer
 from services.suite import PUBLICATION, start_suite
 from tests.issuer.ocsp_requests import cert_id, openssl_ocsp, post, request_der
 from tests.issuer.test_ocsp import FRONTDOOR, Issued, issue, publishing_settings
@@ -69,6 +70,21 @@ def test_serve_publication_without_redis_exits_with_the_reason(
     assert result.returncode != 0
     assert "TESSERA_REDIS_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_listeners_share_a_port_only_when_each_asks_for_it() -> None:
+    """Two listeners bound with reuse_port share a port; a third without it
+    cannot bind there, and the error names the setting to change."""
+    port = free_port()
+    first = PublicationServer(f"127.0.0.1:{port}", [], reuse_port=True)
+    second = PublicationServer(f"127.0.0.1:{port}", [], reuse_port=True)
+    try:
+        assert first.start() == second.start() == f"127.0.0.1:{port}"
+        with pytest.raises(ConfigError, match="publication_shared_port"):
+            PublicationServer(f"127.0.0.1:{port}", []).start()
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_publication_process_uses_the_responder_the_issuer_renewed(
