@@ -6,8 +6,11 @@
 One run, one load client for both: ``wrk`` with 16 concurrent HTTP/1.1
 connections on loopback POSTs an OCSP request for the same certificate to
 
-- Tessera's publication listener (the suite in this process, embedded
-  defaults, delegated responder with a P-256 key), and
+- Tessera's public listener: two ``tessera serve publication`` processes
+  sharing one port (``issuer.publication_shared_port``), as many as openssl
+  gets workers, beside a registry and an issuer (in this process, its own
+  listener off) and a Redis of the benchmark's own; delegated responder
+  with a P-256 key; and
 - ``openssl ocsp`` run as a responder (``-index``, ``-rsigner``, ``-rkey``,
   ``-CA``, ``-multi 2``) with a P-256 responder key, answering for the same
   intermediate and serial number from an index file,
@@ -43,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from benchmarks.deployment import free_port
+from benchmarks.deployment import TESSERA, free_port, start_redis
 from services.common.config import load_settings
 from services.common.logging import configure_logging
 from services.common.rpc import open_channel
@@ -53,6 +56,9 @@ from tessera.issuer.v1 import issuer_pb2, issuer_pb2_grpc
 FULL_SECONDS = 10.0
 CONNECTIONS = 16
 THREADS = 2
+# openssl's -multi; Tessera gets as many publication processes.
+WORKERS = 2
+_START_TIMEOUT = 60.0
 FRONTDOOR = "bench"
 NONCE_OCTETS = 16
 
@@ -249,7 +255,7 @@ def _openssl_responder(
             "-nmin",
             "60",
             "-multi",
-            "2",
+            str(WORKERS),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -338,17 +344,23 @@ def run(seconds: float = FULL_SECONDS) -> Report:
         )
     with tempfile.TemporaryDirectory(prefix="tessera-bench-ocsp-") as name:
         directory = Path(name)
+        redis_server, redis_url = start_redis(directory / "redis")
         settings = load_settings(
             data_dir=directory / "data",
             metrics_listen="",
-            issuer={"listen": "127.0.0.1:0", "publication_listen": "127.0.0.1:0"},
+            redis_url=redis_url,
+            issuer={"listen": "127.0.0.1:0", "publication_listen": ""},
             registry={"listen": "127.0.0.1:0"},
-            validator={"listen": "127.0.0.1:0"},
         )
-        suite = start_suite(settings)
+        suite = start_suite(settings, ["registry", "issuer"])
+        publications: list[subprocess.Popen[bytes]] = []
         try:
             certificate, issuer = _issue(suite.address("issuer"))
-            tessera_url = f"http://{suite.publication}/ocsp/" + (
+            publication = f"127.0.0.1:{free_port()}"
+            publications = _publication_processes(
+                directory, redis_url, suite.address("registry"), publication
+            )
+            tessera_url = f"http://{publication}/ocsp/" + (
                 x509.SubjectKeyIdentifier.from_public_key(
                     issuer.public_key()
                 ).key_identifier.hex()
@@ -379,8 +391,58 @@ def run(seconds: float = FULL_SECONDS) -> Report:
                             _stop(openssl)
                     series.append(Series(responder, nonce, rate, errors))
         finally:
+            for process in publications:
+                process.terminate()
+            for process in publications:
+                process.wait(timeout=30)
             suite.stop()
+            redis_server.terminate()
+            redis_server.wait(timeout=10)
     return Report(series, seconds)
+
+
+def _publication_processes(
+    directory: Path, redis_url: str, registry: str, listen: str
+) -> list[subprocess.Popen[bytes]]:
+    """``WORKERS`` publication processes on one port, once each serves."""
+    environment = {
+        **{
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("TESSERA_")
+        },
+        "TESSERA_DATA_DIR": str(directory / "data"),
+        "TESSERA_REDIS_URL": redis_url,
+        "TESSERA_METRICS_LISTEN": "",
+        "TESSERA_LOG_LEVEL": "warning",
+        "TESSERA_ISSUER__REGISTRY_ADDRESS": registry,
+        "TESSERA_ISSUER__PUBLICATION_LISTEN": listen,
+        "TESSERA_ISSUER__PUBLICATION_SHARED_PORT": "true",
+    }
+    processes = []
+    logs = []
+    for number in range(WORKERS):
+        log = directory / f"publication-{number}.log"
+        logs.append(log)
+        with log.open("wb") as output:
+            processes.append(
+                subprocess.Popen(
+                    [TESSERA, "serve", "publication"],
+                    env=environment,
+                    stdout=output,
+                    stderr=output,
+                )
+            )
+    deadline = time.monotonic() + _START_TIMEOUT
+    # The CLI prints this line once the listener is bound.
+    while not all("Press Ctrl-C" in log.read_text(errors="replace") for log in logs):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
+            for process in processes:
+                process.kill()
+            text = "\n".join(log.read_text(errors="replace") for log in logs)
+            raise RuntimeError(f"the publication processes did not start:\n{text}")
+        time.sleep(0.1)
+    return processes
 
 
 def main(argv: Sequence[str] | None = None) -> int:

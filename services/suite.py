@@ -3,6 +3,18 @@
 Without a Redis URL the services share an in-process revocation cache, so
 they must run together in one process (the embedded default). With Redis,
 each service may run in its own processes, as many as needed.
+
+The issuer's public HTTP listener may also run on its own, as the
+``publication`` service: CA certificates, CRLs, bundles and OCSP, read from
+the issuer's database, the registry and Redis, without the issuer's gRPC
+server and without its periodic jobs (CRL rebuilds and responder renewal
+stay with the issuer, under their leases). Several such processes, and the
+issuer's own listener, may share one port (``issuer.publication_shared_port``,
+SO_REUSEPORT), which is how the listener uses more than one core. Tessera
+does not start them itself: like the other services, they are started and
+restarted by whatever supervises processes (systemd, Kubernetes), which
+already does it well; a parent that forks children would have to restart,
+drain and signal them, and would hide a dead child behind a live port.
 """
 
 from __future__ import annotations
@@ -12,11 +24,15 @@ import datetime as dt
 import os
 from collections.abc import Callable, Iterable
 
+import grpc
+import sqlalchemy as sa
+
 from services.common import metrics
 from services.common.audit import AuditLog
 from services.common.clock import Clock, SystemClock
 from services.common.config import ConfigError, Settings
 from services.common.database import Database, migrate
+from services.common.errors import Unavailable
 from services.common.leases import Lease
 from services.common.logging import get_logger
 from services.common.metrics import serve_metrics
@@ -66,6 +82,9 @@ from tessera.registry.v1 import registry_pb2_grpc
 from tessera.validator.v1 import validator_pb2_grpc
 
 SERVICES = ("registry", "issuer", "validator")
+# Started only by name, never as part of "all": it adds processes beside an
+# issuer.
+PUBLICATION = "publication"
 _log = get_logger(__name__)
 # Who the issuer names in the audit log for what it does on its own.
 SYSTEM_ACTOR = "tessera (issuer start-up)"
@@ -124,10 +143,25 @@ def start_suite(
     started it on, or at the configured address otherwise.
     """
     wanted = list(services)
-    unknown = set(wanted) - set(SERVICES)
+    unknown = set(wanted) - {*SERVICES, PUBLICATION}
     if unknown:
         raise ConfigError(
-            f"unknown service {sorted(unknown)[0]!r}; choose from {SERVICES}"
+            f"unknown service {sorted(unknown)[0]!r}; choose from "
+            f"{(*SERVICES, PUBLICATION)}"
+        )
+    if not settings.redis_url and PUBLICATION in wanted:
+        raise ConfigError(
+            "a publication process answers beside the issuer and needs Redis to "
+            "share pre-signed OCSP responses and hear of revocations; without a "
+            "Redis URL the issuer's own listener is the only one. Set "
+            "TESSERA_REDIS_URL (redis_url)"
+        )
+    if not settings.redis_url and settings.issuer.publication_shared_port:
+        raise ConfigError(
+            "issuer.publication_shared_port lets several processes serve the "
+            "publication port, and they share pre-signed OCSP responses and "
+            "revocations through Redis; set TESSERA_REDIS_URL (redis_url), or "
+            "switch issuer.publication_shared_port off"
         )
     if not settings.redis_url and set(wanted) != set(SERVICES):
         raise ConfigError(
@@ -150,6 +184,9 @@ def start_suite(
         if "validator" in wanted:
             address = local_registry or settings.registry_address_for("validator")
             _start_validator(settings, cache, clock, address, suite)
+        if PUBLICATION in wanted:
+            address = local_registry or settings.registry_address_for("issuer")
+            _start_publication(settings, clock, address, suite)
     except BaseException:
         suite.stop()
         raise
@@ -252,7 +289,9 @@ def _start_issuer(
     )
     suite.crl_publisher = publisher
     distribution = Distribution(hierarchy, crl_store, clock)
-    responder = _ocsp_responder(settings, database, hierarchy, registry, clock, suite)
+    responder = _ocsp_responder(
+        settings, database, hierarchy, registry, clock, suite, renews=True
+    )
     issuer = Issuer(
         hierarchy,
         registry,
@@ -261,13 +300,13 @@ def _start_issuer(
         settings.key_policy,
         clock,
         revocation_listeners=[responder.certificate_revoked],
+        intermediate_listeners=(
+            [suite.ocsp_delegated.intermediate_created]
+            if suite.ocsp_delegated is not None
+            else []
+        ),
     )
-    # Revocations made through another issuer process (or straight at the
-    # registry) reach the OCSP responder's memory through the stream.
-    if settings.issuer.revocation_stream:
-        ocsp_subscriber = RevocationSubscriber(channel, responder, start_behind=0)
-        ocsp_subscriber.start()
-        suite._streams.append(ocsp_subscriber.stop)
+    _follow_revocations(settings, channel, responder, suite)
     servicer = IssuerServicer(issuer, registry, distribution)
     suite.servers["issuer"] = start_server(
         "issuer",
@@ -285,16 +324,86 @@ def _start_issuer(
         )
         suite._closers.append(publisher.stop)
     if settings.issuer.publication_listen:
-        publication = PublicationServer(
-            settings.issuer.publication_listen,
-            [
-                *ca_certificate_routes(hierarchy),
-                *distribution_routes(distribution, clock),
-                *ocsp_routes(responder, clock),
-            ],
+        _start_listener(settings, hierarchy, distribution, responder, clock, suite)
+
+
+def _start_publication(
+    settings: Settings, clock: Clock, registry_address: str, suite: Suite
+) -> None:
+    """The public HTTP listener alone, beside an issuer: it reads what the
+    issuer wrote and signs only OCSP responses (with the responder keys, or
+    the intermediates' in "ca" mode, audited), and runs no periodic job."""
+    if not settings.issuer.publication_listen:
+        raise ConfigError(
+            "a publication process serves issuer.publication_listen, which is "
+            "switched off (''); set it to host:port"
         )
-        suite.publication = publication.start()
-        suite._closers.append(publication.stop)
+    audit = _audit(settings, PUBLICATION, clock, suite)
+    # The issuer migrates its database; this process only reads it (and
+    # would race the issuer's migration at a shared start).
+    database = Database(settings.issuer_database_url)
+    suite._closers.append(database.dispose)
+    signer_context = SignerContext(
+        data_dir=settings.data_dir,
+        environ=dict(os.environ),
+        pkcs11_module_path=settings.issuer.pkcs11_module_path,
+    )
+    hierarchy = Hierarchy(database, settings.issuer, signer_context, audit, clock)
+    suite._closers.append(hierarchy.close)
+    try:
+        hierarchy.root()
+    except (Unavailable, sa.exc.SQLAlchemyError):
+        raise ConfigError(
+            "the issuer's database holds no platform root yet; start "
+            "'tessera serve issuer' (once) before publication processes, and give "
+            "both the same issuer.database_url"
+        ) from None
+    # Fail closed, as the issuer does: a CA key that cannot be reached stops
+    # start-up here.
+    hierarchy.open_all()
+
+    channel = open_channel(registry_address)
+    suite._closers.append(channel.close)
+    registry = RegistryClient(channel)
+    distribution = Distribution(hierarchy, CrlStore(database), clock)
+    responder = _ocsp_responder(
+        settings, database, hierarchy, registry, clock, suite, renews=False
+    )
+    _follow_revocations(settings, channel, responder, suite)
+    _start_listener(settings, hierarchy, distribution, responder, clock, suite)
+
+
+def _follow_revocations(
+    settings: Settings, channel: grpc.Channel, responder: OcspResponder, suite: Suite
+) -> None:
+    """Revocations made through another process (or straight at the
+    registry) reach the OCSP responder's memory through the stream."""
+    if not settings.issuer.revocation_stream:
+        return
+    subscriber = RevocationSubscriber(channel, responder, start_behind=0)
+    subscriber.start()
+    suite._streams.append(subscriber.stop)
+
+
+def _start_listener(
+    settings: Settings,
+    hierarchy: Hierarchy,
+    distribution: Distribution,
+    responder: OcspResponder,
+    clock: Clock,
+    suite: Suite,
+) -> None:
+    publication = PublicationServer(
+        settings.issuer.publication_listen,
+        [
+            *ca_certificate_routes(hierarchy),
+            *distribution_routes(distribution, clock),
+            *ocsp_routes(responder, clock),
+        ],
+        reuse_port=settings.issuer.publication_shared_port,
+    )
+    suite.publication = publication.start()
+    suite._closers.append(publication.stop)
 
 
 def _crl_publisher(
@@ -367,30 +476,35 @@ def _ocsp_responder(
     registry: RegistryClient,
     clock: Clock,
     suite: Suite,
+    renews: bool,
 ) -> OcspResponder:
-    """The OCSP responder, signing as ``issuer.ocsp_signing`` says."""
+    """The OCSP responder, signing as ``issuer.ocsp_signing`` says; with
+    ``renews`` (the issuer) it also makes and renews delegated responders."""
     signing: ResponseSigning
     if settings.issuer.ocsp_signing == "ca":
         signing = CaSigning(hierarchy, SYSTEM_ACTOR)
     else:
-        # The renewal job's lease lives in the issuer's own database.
-        migrate(settings.issuer_database_url, "common")
-        lease = Lease(
-            database, OCSP_LEASE_NAME, clock, duration=_OCSP_RENEWAL_INTERVAL * 5
-        )
+        lease = None
+        if renews:
+            # The renewal job's lease lives in the issuer's own database.
+            migrate(settings.issuer_database_url, "common")
+            lease = Lease(
+                database, OCSP_LEASE_NAME, clock, duration=_OCSP_RENEWAL_INTERVAL * 5
+            )
         delegated = DelegatedResponders(
             database, hierarchy, settings.issuer, lease, clock, SYSTEM_ACTOR
         )
-        # Fail closed, as for CA keys: a key store that cannot make the
-        # responder keys stops start-up.
-        delegated.renew_due()
-        delegated.start(
-            _OCSP_RENEWAL_INTERVAL,
-            lambda error: _log.warning(
-                "OCSP responder renewal failed; the next pass tries again",
-                error=str(error),
-            ),
-        )
+        if renews:
+            # Fail closed, as for CA keys: a key store that cannot make the
+            # responder keys stops start-up.
+            delegated.renew_due()
+            delegated.start(
+                _OCSP_RENEWAL_INTERVAL,
+                lambda error: _log.warning(
+                    "OCSP responder renewal failed; the next pass tries again",
+                    error=str(error),
+                ),
+            )
         suite._closers.append(delegated.stop)
         suite.ocsp_delegated = delegated
         signing = delegated

@@ -271,7 +271,8 @@ def _serve(options: argparse.Namespace) -> int:
     )
     print(f"  data directory  {settings.data_dir}")
     for name in services:
-        print(f"  {name:<15} {suite.address(name)}")
+        if name in suite.servers:
+            print(f"  {name:<15} {suite.address(name)}")
     if suite.publication:
         print(f"  publication     http://{suite.publication} (CRLs, OCSP, CAs)")
     if "issuer" in services:
@@ -1053,8 +1054,10 @@ def _parser() -> argparse.ArgumentParser:
         "service",
         nargs="?",
         default="all",
-        choices=("all", "issuer", "registry", "validator"),
-        help="which service to run (default: all three in one process)",
+        choices=("all", "issuer", "registry", "validator", "publication"),
+        help="which service to run (default: all three in one process); "
+        "'publication' runs only the issuer's public HTTP listener (CRLs, OCSP, "
+        "CA certificates, bundles) beside an issuer, and needs Redis",
     )
     serve.set_defaults(run=_serve)
 

@@ -59,6 +59,13 @@ class IssuerConfig(_Section):
     # The public HTTP listener serving those URLs (DESIGN, "Listeners");
     # "" switches it off, for an issuer behind a separate publisher.
     publication_listen: str = "127.0.0.1:8080"
+    # Let several processes serve publication_listen together: the issuer's
+    # listener and `tessera serve publication` processes each bind it with
+    # SO_REUSEPORT and the kernel spreads connections among them (one Python
+    # event loop is one core). They share pre-signed OCSP responses and hear
+    # of revocations through Redis and the registry, so this needs
+    # redis_url. Off, a second process on the port fails to bind.
+    publication_shared_port: bool = False
     # The O of the CA certificates; RFC 5280 allows at most 64 characters.
     organization: str = Field(default="Tessera", min_length=1, max_length=64)
     root_validity_days: int = Field(default=7300, ge=1, le=36500)

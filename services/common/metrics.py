@@ -47,6 +47,11 @@ REVOCATION_STREAM_SEQUENCE = Gauge(
     "tessera_revocation_stream_sequence",
     "The last revocation-log sequence this validator applied from the stream.",
 )
+OCSP_REVOCATION_SEQUENCE = Gauge(
+    "tessera_ocsp_revocation_stream_sequence",
+    "The last revocation-log sequence this process's OCSP responder applied from "
+    "the stream: from then on it answers that certificate revoked.",
+)
 
 CRL_SIZE = Gauge(
     "tessera_crl_size_bytes",

@@ -55,7 +55,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from services.common import identifiers
+from services.common import identifiers, metrics
 from services.common.clock import Clock
 from services.common.config import IssuerConfig
 from services.common.database import Database
@@ -313,6 +313,8 @@ class ResponseSigner:
     # (the CA's, which the hierarchy audits).
     private_key: CertificateIssuerPrivateKeyTypes | None = None
     responder: x509.Certificate | None = None
+    # The hash ``private_key`` signs with (matched to its curve).
+    signature_hash: hashes.HashAlgorithm | None = None
     # True when signing is pure computation (a software key), so a response
     # may be signed on the listener's event loop instead of a worker thread.
     inline: bool = False
@@ -372,6 +374,11 @@ class DelegatedResponders(ResponseSigning):
     """A delegated responder certificate per intermediate, renewed at half
     its life by whichever issuer process holds the database lease.
 
+    Without a lease (a publication process) it never makes a responder: it
+    uses the newest one in the issuer's database, and looks there again at
+    the current one's half-life, then every second until the issuer has
+    renewed it.
+
     Its key is made in the configured key store (a file or an HSM token)
     and used only through the signer contract; the certificate is signed by
     the intermediate through the hierarchy, so that signature is audited.
@@ -382,7 +389,7 @@ class DelegatedResponders(ResponseSigning):
         database: Database,
         hierarchy: Hierarchy,
         config: IssuerConfig,
-        lease: Lease,
+        lease: Lease | None,
         clock: Clock,
         actor: str,
     ) -> None:
@@ -410,7 +417,7 @@ class DelegatedResponders(ResponseSigning):
         # when no usable responder exists, so that the first response of a
         # new intermediate does not wait for the job.
         unusable = row is None or now >= row.not_valid_after - BACKDATE
-        if unusable and self._lease.acquire():
+        if unusable and self._lease is not None and self._lease.acquire():
             row = self._renew(authority)
         if row is None or now >= row.not_valid_after:
             raise TesseraError(
@@ -428,7 +435,7 @@ class DelegatedResponders(ResponseSigning):
     def renew_due(self) -> int:
         """Renew every responder past half its life (and create missing
         ones), if this process holds the lease; how many were made."""
-        if not self._lease.acquire():
+        if self._lease is None or not self._lease.acquire():
             return 0
         renewed = 0
         now = self._clock.now()
@@ -438,6 +445,16 @@ class DelegatedResponders(ResponseSigning):
                 self._renew(authority)
                 renewed += 1
         return renewed
+
+    def intermediate_created(self, authority: CertificateAuthority) -> None:
+        """Make the responder of an intermediate just created, if this
+        process holds the lease, so that publication processes (which never
+        make one) can answer for it at once instead of after the next
+        renewal pass."""
+        if self._lease is None or not self._lease.acquire():
+            return
+        if self._newest(authority.key_id) is None:
+            self._renew(authority)
 
     def start(
         self, interval: dt.timedelta, on_error: Callable[[Exception], None]
@@ -574,6 +591,7 @@ class DelegatedResponders(ResponseSigning):
             sign=lambda tbs, _serials: sign_data(signer, tbs),
             private_key=signer.private_key(),
             responder=certificate,
+            signature_hash=signature_hash(certificate.public_key()),  # type: ignore[arg-type]
             inline=signer.describe().backend == "file",
         )
         with self._lock:
@@ -812,6 +830,7 @@ class OcspResponder:
         ] = collections.OrderedDict()
         self._memory_capacity = memory_capacity
         self._memory_lock = threading.Lock()
+        self._prefixes = _BuilderPrefixes()
         self._issuers: dict[tuple[str, bytes, bytes], str] = {}
         self._issuers_read_at: dt.datetime | None = None
         self._issuers_lock = threading.Lock()
@@ -854,7 +873,13 @@ class OcspResponder:
         if next_update <= this_update:
             return None
         response = _sign_one(
-            signer, cert_id, known[0], this_update, next_update, request.nonce
+            self._prefixes,
+            signer,
+            cert_id,
+            known[0],
+            this_update,
+            next_update,
+            request.nonce,
         )
         return OcspAnswer(response, SUCCESSFUL, "nonce", statuses=(known[0].status,))
 
@@ -1086,6 +1111,7 @@ class OcspResponder:
             known = self._statuses.get((revocation.issuer_key_id, serial))
             if known is not None and known[0].status != REVOKED:
                 del self._statuses[(revocation.issuer_key_id, serial)]
+        metrics.OCSP_REVOCATION_SEQUENCE.set(revocation.sequence)
 
     def heartbeat(self, heartbeat: object) -> None:
         """Nothing to do: the stream resumes without gaps after a break."""
@@ -1184,10 +1210,19 @@ class OcspResponder:
             len(cert_ids) == 1
             and signer.private_key is not None
             and signer.responder is not None
+            and signer.signature_hash is not None
             and cert_ids[0].hash_algorithm in _HASH_CLASSES
             and cert_ids[0].serial_number > 0
         ):
-            der = _sign_one(signer, cert_ids[0], statuses[0], now, next_update, nonce)
+            der = _sign_one(
+                self._prefixes,
+                signer,
+                cert_ids[0],
+                statuses[0],
+                now,
+                next_update,
+                nonce,
+            )
             return der, now, next_update
         response_data = asn1_ocsp.ResponseData(
             {
@@ -1231,6 +1266,7 @@ class OcspResponder:
 
 
 def _sign_one(
+    prefixes: _BuilderPrefixes,
     signer: ResponseSigner,
     cert_id: CertIdRequest,
     status: CertificateStatus,
@@ -1242,12 +1278,66 @@ def _sign_one(
     cryptography's OCSP builder (much faster than asn1crypto's classes)."""
     assert signer.private_key is not None
     assert signer.responder is not None
+    assert signer.signature_hash is not None
+    builder = prefixes.builder(
+        signer.responder, cert_id, status, this_update, next_update
+    )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    response = builder.sign(signer.private_key, signer.signature_hash)
+    return response.public_bytes(Encoding.DER)
+
+
+class _BuilderPrefixes:
+    """OCSP response builders holding everything but the nonce, for the
+    current second: responses with a nonce for the same certificate within
+    one second differ only in it (thisUpdate and producedAt have whole
+    seconds), and cryptography's builders are immutable, so a prefix is
+    reused by every thread and each response is still signed on its own."""
+
+    _CAPACITY = 1024
+
+    def __init__(self) -> None:
+        self._this_update: dt.datetime | None = None
+        self._builders: dict[object, x509_ocsp.OCSPResponseBuilder] = {}
+
+    def builder(
+        self,
+        responder: x509.Certificate,
+        cert_id: CertIdRequest,
+        status: CertificateStatus,
+        this_update: dt.datetime,
+        next_update: dt.datetime,
+    ) -> x509_ocsp.OCSPResponseBuilder:
+        key = (responder, cert_id, status, this_update, next_update)
+        builders = self._builders
+        if self._this_update != this_update:
+            # A new second: what was kept cannot be used any more.
+            builders = {}
+            self._builders = builders
+            self._this_update = this_update
+        found = builders.get(key)
+        if found is not None:
+            return found
+        built = _response_prefix(responder, cert_id, status, this_update, next_update)
+        if len(builders) < self._CAPACITY:
+            builders[key] = built
+        return built
+
+
+def _response_prefix(
+    responder: x509.Certificate,
+    cert_id: CertIdRequest,
+    status: CertificateStatus,
+    this_update: dt.datetime,
+    next_update: dt.datetime,
+) -> x509_ocsp.OCSPResponseBuilder:
     cert_status = {
         GOOD: x509_ocsp.OCSPCertStatus.GOOD,
         REVOKED: x509_ocsp.OCSPCertStatus.REVOKED,
         UNKNOWN: x509_ocsp.OCSPCertStatus.UNKNOWN,
     }[status.status]
-    builder = (
+    return (
         x509_ocsp.OCSPResponseBuilder()
         .add_response_by_hash(
             issuer_name_hash=cert_id.issuer_name_hash,
@@ -1266,16 +1356,9 @@ def _sign_one(
                 _REASON_FLAGS.get(status.reason) if status.reason is not None else None
             ),
         )
-        .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, signer.responder)
-        .certificates([signer.responder])
+        .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, responder)
+        .certificates([responder])
     )
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    response = builder.sign(
-        signer.private_key,
-        signature_hash(signer.responder.public_key()),  # type: ignore[arg-type]
-    )
-    return response.public_bytes(Encoding.DER)
 
 
 def _single_response(

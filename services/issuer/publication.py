@@ -8,6 +8,11 @@ server. Request bodies are capped at ``max_request_bytes``; handlers that
 block (a database, Redis, a signature) run in the listener's thread pool
 through ``run_blocking`` so the loop keeps accepting connections.
 
+One event loop is one core: to use more, several processes (the issuer's
+and ``tessera serve publication`` processes, see ``services.suite``) bind
+the same port with ``reuse_port`` (SO_REUSEPORT) and the kernel spreads
+connections among them.
+
 URL layout (``PublicationUrls`` in ``profile`` writes the same paths):
 
 - ``/ca/<key id>.crt``: a CA certificate, DER (``application/pkix-cert``)
@@ -66,6 +71,7 @@ class PublicationServer:
         listen: str,
         routes: Iterable[web.AbstractRouteDef],
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        reuse_port: bool = False,
     ) -> None:
         host, separator, port = listen.rpartition(":")
         if not separator or not port.isdigit():
@@ -75,6 +81,9 @@ class PublicationServer:
             )
         self._host = host.strip("[]") or "127.0.0.1"
         self._port = int(port)
+        # SO_REUSEPORT: other processes binding the same port with it share
+        # the connections (issuer.publication_shared_port).
+        self._reuse_port = reuse_port
         self._app = web.Application(client_max_size=max_request_bytes)
         self._app.add_routes([web.get("/healthz", _healthz), *routes])
         self._loop = asyncio.new_event_loop()
@@ -104,10 +113,16 @@ class PublicationServer:
         except OSError as error:
             self._loop.run_until_complete(self._runner.cleanup())
             self._loop.close()
+            shared = (
+                "; processes sharing it must all set "
+                "issuer.publication_shared_port = true"
+                if self._port
+                else ""
+            )
             raise ConfigError(
                 f"the publication listener cannot bind {self._host}:{self._port} "
                 f"({error.strerror or error}); choose another "
-                "issuer.publication_listen, or '' to switch it off"
+                f"issuer.publication_listen, or '' to switch it off{shared}"
             ) from error
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tessera-publication", daemon=True
@@ -117,7 +132,13 @@ class PublicationServer:
 
     async def _bind(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner,
+            self._host,
+            self._port,
+            reuse_address=True,
+            reuse_port=self._reuse_port or None,
+        )
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

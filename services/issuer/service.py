@@ -69,6 +69,7 @@ class Issuer:
         key_policy: KeyPolicyConfig,
         clock: Clock,
         revocation_listeners: Sequence[Callable[[common_pb2.Revocation], None]] = (),
+        intermediate_listeners: Sequence[Callable[[CertificateAuthority], None]] = (),
     ) -> None:
         self._hierarchy = hierarchy
         self._registry = registry
@@ -86,6 +87,9 @@ class Issuer:
         # Told of each revocation this issuer records (the OCSP responder
         # replaces its pre-signed responses).
         self._revocation_listeners = tuple(revocation_listeners)
+        # Told of each intermediate this issuer creates (the delegated OCSP
+        # responders make its responder certificate).
+        self._intermediate_listeners = tuple(intermediate_listeners)
 
     # Frontdoors ---------------------------------------------------------
 
@@ -123,6 +127,16 @@ class Issuer:
             intermediate_key_id=intermediate.key_id,
             settings=str(settings),
         )
+        for listener in self._intermediate_listeners:
+            try:
+                listener(intermediate)
+            except (TesseraError, SignerError) as error:
+                _log.warning(
+                    "frontdoor created but its OCSP responder certificate could not "
+                    "be made; the renewal job tries again within a minute",
+                    frontdoor=name,
+                    error=str(error),
+                )
         return frontdoor
 
     def update_frontdoor(
