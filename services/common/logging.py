@@ -150,6 +150,10 @@ def configure_logging(output: str = "console", level: str = "info") -> None:
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     # Alembic narrates every migration check at INFO.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiohttp logs every malformed request a client sends to the public
+    # listener as an ERROR with a traceback, so anyone could flood the log;
+    # what fails inside Tessera's own handlers the listener logs itself.
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

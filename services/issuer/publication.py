@@ -29,14 +29,16 @@ import contextlib
 import datetime as dt
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from aiohttp import web
 
 from services.common.config import ConfigError
+from services.common.logging import get_logger
 from services.issuer.authority import Hierarchy
 
+_log = get_logger(__name__)
 _T = TypeVar("_T")
 
 # An OCSP request for a few certificates is a few hundred bytes; nothing a
@@ -84,7 +86,9 @@ class PublicationServer:
         # SO_REUSEPORT: other processes binding the same port with it share
         # the connections (issuer.publication_shared_port).
         self._reuse_port = reuse_port
-        self._app = web.Application(client_max_size=max_request_bytes)
+        self._app = web.Application(
+            client_max_size=max_request_bytes, middlewares=[_logged_failures]
+        )
         self._app.add_routes([web.get("/healthz", _healthz), *routes])
         self._loop = asyncio.new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -166,6 +170,25 @@ class PublicationServer:
             task.cancel()
         if remaining:
             await asyncio.wait(remaining, timeout=_STOP_GRACE_SECONDS)
+
+
+@web.middleware
+async def _logged_failures(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """A handler's unexpected failure is logged here, with its detail, and
+    answered 500 with a generic sentence (OCSP handlers answer internalError
+    themselves and never get here)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        _log.exception("publication request failed", path=request.path)
+        return web.Response(
+            status=500, text="internal error; the issuer's log has the detail\n"
+        )
 
 
 async def run_blocking(work: Callable[[], _T]) -> _T:

@@ -9,7 +9,10 @@ import dataclasses
 import io
 import json
 import logging
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -538,3 +541,48 @@ def test_password_in_a_cut_text_is_still_redacted() -> None:
     text = "connecting to redis://:hunter2@cache:6379/0 " + "x" * 10_000
 
     assert "hunter2" not in redact_text(text)
+
+
+def test_malformed_requests_to_the_public_listener_are_not_logged(
+    output: Output,
+) -> None:
+    """Anyone can send the public listener garbage; aiohttp's traceback for
+    it would let them flood the log, so it is not written."""
+    from services.issuer.publication import PublicationServer
+
+    server = PublicationServer("127.0.0.1:0", [])
+    host, port = server.start().rsplit(":", 1)
+    try:
+        for garbage in (b"\x16\x03\x01 not http\r\n\r\n", b"GET /" + b"a" * 20_000):
+            with socket.create_connection((host, int(port)), timeout=10) as client:
+                client.sendall(garbage + b"\r\n\r\n")
+                client.recv(65536)
+    finally:
+        server.stop()
+
+    assert "Traceback" not in output.text()
+    assert "Error handling request" not in output.text()
+
+
+def test_a_failing_publication_handler_is_logged_by_tessera(output: Output) -> None:
+    """What fails inside Tessera's own handlers is logged once, with the
+    detail, and the client gets a generic 500."""
+    from aiohttp import web
+
+    from services.issuer.publication import PublicationServer
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise RuntimeError("the detail only the log may show")
+
+    server = PublicationServer("127.0.0.1:0", [web.get("/broken", broken)])
+    address = server.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as answered:
+            urllib.request.urlopen(f"http://{address}/broken", timeout=10)
+    finally:
+        server.stop()
+
+    assert answered.value.code == 500
+    assert b"only the log may show" not in answered.value.read()
+    assert "publication request failed" in output.text()
+    assert "the detail only the log may show" in output.text()
