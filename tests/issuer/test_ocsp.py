@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from asn1crypto import core
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -888,3 +890,36 @@ def test_a_nonce_without_its_octet_string_is_malformed(
     assert echoed.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == (
         b"\x01\x02\x03"
     )
+
+
+def test_padded_requests_are_answered_but_not_remembered(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """Requests padded with a large extension still get their answer, but
+    their bytes are not kept to recognise a repeat, so a stream of
+    differently padded requests cannot fill the responder's memory."""
+    issued = issue(clients, tmp_path)
+    responder = suite.ocsp_responder
+    assert responder is not None
+    assert suite.publication is not None
+    serial = issued.certificate.serial_number
+    plain = request_der([cert_id(issued.intermediate, serial)])
+    post(suite.publication, plain)
+    remembered = len(responder._request_keys)
+
+    for padding in range(20):
+        tbs = {
+            "request_list": [{"req_cert": cert_id(issued.intermediate, serial)}],
+            "request_extensions": [
+                {
+                    "extn_id": "1.2.3.4",
+                    "critical": False,
+                    "extn_value": core.OctetString(bytes([padding]) * 5000).dump(),
+                }
+            ],
+        }
+        padded = asn1_ocsp.OCSPRequest({"tbs_request": tbs}).dump()
+        answer = post(suite.publication, padded).ocsp()
+        assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+    assert len(responder._request_keys) == remembered
