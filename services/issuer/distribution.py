@@ -37,7 +37,11 @@ from services.common.frontdoors import check_frontdoor_name
 from services.common.rpc import MAX_MESSAGE_BYTES
 from services.issuer.authority import Hierarchy
 from services.issuer.crl import CrlStore, PublishedCrl
-from services.issuer.publication import cache_lifetime, run_blocking
+from services.issuer.publication import (
+    cache_lifetime,
+    logged_failures,
+    run_blocking,
+)
 from tessera.issuer.v1 import issuer_pb2
 
 DER_CRL = "application/pkix-crl"
@@ -217,9 +221,11 @@ def distribution_routes(distribution: Distribution, clock: Clock) -> list[web.Ro
         return _bundle_response(body)
 
     return [
-        web.get(r"/crl/{key_id:[^/]{1,200}}.crl", crl),
-        web.get(r"/bundle/{frontdoor:[^/]{1,100}}/ca.pem", ca_bundle),
-        web.get(r"/bundle/{frontdoor:[^/]{1,100}}/crl.pem", crl_bundle),
+        web.get(r"/crl/{key_id:[^/]{1,200}}.crl", logged_failures(crl)),
+        web.get(r"/bundle/{frontdoor:[^/]{1,100}}/ca.pem", logged_failures(ca_bundle)),
+        web.get(
+            r"/bundle/{frontdoor:[^/]{1,100}}/crl.pem", logged_failures(crl_bundle)
+        ),
     ]
 
 

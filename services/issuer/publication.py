@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
+import functools
 import math
 import threading
 from collections.abc import Awaitable, Callable, Iterable
@@ -86,9 +87,7 @@ class PublicationServer:
         # SO_REUSEPORT: other processes binding the same port with it share
         # the connections (issuer.publication_shared_port).
         self._reuse_port = reuse_port
-        self._app = web.Application(
-            client_max_size=max_request_bytes, middlewares=[_logged_failures]
-        )
+        self._app = web.Application(client_max_size=max_request_bytes)
         self._app.add_routes([web.get("/healthz", _healthz), *routes])
         self._loop = asyncio.new_event_loop()
         self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -172,23 +171,28 @@ class PublicationServer:
             await asyncio.wait(remaining, timeout=_STOP_GRACE_SECONDS)
 
 
-@web.middleware
-async def _logged_failures(
-    request: web.Request,
-    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-) -> web.StreamResponse:
-    """A handler's unexpected failure is logged here, with its detail, and
-    answered 500 with a generic sentence (OCSP handlers answer internalError
-    themselves and never get here)."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception:
-        _log.exception("publication request failed", path=request.path)
-        return web.Response(
-            status=500, text="internal error; the issuer's log has the detail\n"
-        )
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def logged_failures(handler: _Handler) -> _Handler:
+    """A route handler whose unexpected failure is logged here, with its
+    detail, and answered 500 with a generic sentence. (OCSP handlers answer
+    internalError themselves and go without it: its cost would show on the
+    responder's hot path.)"""
+
+    @functools.wraps(handler)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            _log.exception("publication request failed", path=request.path)
+            return web.Response(
+                status=500, text="internal error; the issuer's log has the detail\n"
+            )
+
+    return handle
 
 
 async def run_blocking(work: Callable[[], _T]) -> _T:
@@ -217,4 +221,6 @@ def ca_certificate_routes(hierarchy: Hierarchy) -> list[web.RouteDef]:
             headers={"Cache-Control": "public, max-age=3600"},
         )
 
-    return [web.get(r"/ca/{key_id:[0-9a-fA-F]{1,128}}.crt", ca_certificate)]
+    return [
+        web.get(r"/ca/{key_id:[0-9a-fA-F]{1,128}}.crt", logged_failures(ca_certificate))
+    ]

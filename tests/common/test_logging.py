@@ -569,12 +569,14 @@ def test_a_failing_publication_handler_is_logged_by_tessera(output: Output) -> N
     detail, and the client gets a generic 500."""
     from aiohttp import web
 
-    from services.issuer.publication import PublicationServer
+    from services.issuer.publication import PublicationServer, logged_failures
 
     async def broken(_request: web.Request) -> web.Response:
         raise RuntimeError("the detail only the log may show")
 
-    server = PublicationServer("127.0.0.1:0", [web.get("/broken", broken)])
+    server = PublicationServer(
+        "127.0.0.1:0", [web.get("/broken", logged_failures(broken))]
+    )
     address = server.start()
     try:
         with pytest.raises(urllib.error.HTTPError) as answered:
