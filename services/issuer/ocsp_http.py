@@ -125,7 +125,10 @@ async def _body(request: web.Request) -> bytes:
             f"the request is {encoding}-encoded; send the DER OCSPRequest as it is",
         )
     try:
-        return await asyncio.wait_for(request.read(), BODY_SECONDS)
+        # asyncio.timeout, unlike wait_for, runs the read in this task
+        # rather than in one of its own: cheaper on every POST.
+        async with asyncio.timeout(BODY_SECONDS):
+            return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ocsp.OcspRefusal(
             ocsp.MALFORMED_REQUEST, "the request is larger than this responder accepts"
