@@ -320,7 +320,9 @@ def _start_issuer(
         publisher.start(
             dt.timedelta(seconds=settings.issuer.crl_poll_seconds),
             _log_rebuilds,
-            lambda: _log.exception("CRL rebuild pass failed; the next pass retries"),
+            lambda error: _log.error(
+                "CRL rebuild pass failed; the next pass retries", exc_info=error
+            ),
         )
         suite._closers.append(publisher.stop)
     if settings.issuer.publication_listen:

@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.common.clock import Clock
 from services.common.database import Database
+from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
 from services.issuer.authority import ROOT, CertificateAuthority
 from services.issuer.models import CrlRow
@@ -406,9 +407,7 @@ class CrlPublisher:
         self._scanned_to: int | None = None
         self._pending_since: dict[str, dt.datetime] = {}
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: PeriodicJob | None = None
 
     def authorities(self) -> list[CertificateAuthority]:
         """The CAs whose CRLs this job publishes."""
@@ -559,41 +558,25 @@ class CrlPublisher:
         self,
         interval: dt.timedelta,
         on_rebuilds: Callable[[list[Rebuild]], None],
-        on_error: Callable[[], None],
+        on_error: Callable[[Exception], None],
     ) -> None:
         """Run a pass every ``interval``; ``on_rebuilds`` hears of the CRLs a
-        pass signed, ``on_error`` of a pass that failed."""
-        self._thread = threading.Thread(
-            target=self._loop,
-            args=(interval.total_seconds(), on_rebuilds, on_error),
-            name="crl-rebuild",
-            daemon=True,
-        )
-        self._thread.start()
+        pass signed, ``on_error`` of a pass that failed (the next pass
+        retries; the published CRL stays valid until its nextUpdate, well
+        after the next pass)."""
+
+        def run_pass() -> None:
+            rebuilds = self.run_once()
+            if rebuilds:
+                on_rebuilds(rebuilds)
+
+        self._job = PeriodicJob("crl-rebuild", interval, run_pass, on_error)
+        self._job.start()
 
     def stop(self) -> None:
         """Finish the pass in progress, then let another process take over
         at once instead of after the lease expires."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        if self._job is not None:
+            self._job.stop()
         with contextlib.suppress(SQLAlchemyError):
             self._lease.release()
-
-    def _loop(
-        self,
-        interval_seconds: float,
-        on_rebuilds: Callable[[list[Rebuild]], None],
-        on_error: Callable[[], None],
-    ) -> None:
-        while not self._stop.is_set():
-            try:
-                rebuilds = self.run_once()
-                if rebuilds:
-                    on_rebuilds(rebuilds)
-            except Exception:
-                # The next pass retries; the published CRL stays valid until
-                # its nextUpdate, well after the next pass.
-                on_error()
-            self._wake.wait(interval_seconds)

@@ -60,6 +60,7 @@ from services.common.clock import Clock
 from services.common.config import IssuerConfig
 from services.common.database import Database
 from services.common.errors import NotFound, TesseraError, Unavailable
+from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
 from services.issuer.authority import (
     INTERMEDIATE,
@@ -402,8 +403,7 @@ class DelegatedResponders(ResponseSigning):
         self._validity = dt.timedelta(hours=config.ocsp_responder_validity_hours)
         self._current: dict[str, tuple[ResponseSigner, dt.datetime, Signer]] = {}
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: PeriodicJob | None = None
 
     def signer_for(self, authority: CertificateAuthority) -> ResponseSigner:
         now = self._clock.now()
@@ -460,26 +460,25 @@ class DelegatedResponders(ResponseSigning):
         self, interval: dt.timedelta, on_error: Callable[[Exception], None]
     ) -> None:
         """Run ``renew_due`` every ``interval`` in a background thread;
-        ``on_error`` hears of each pass that failed (the service logs it)."""
+        ``on_error`` hears of each pass that failed (the service logs it; the
+        next pass tries again, and until then responses are signed by the
+        current responder, valid for days)."""
 
-        def loop() -> None:
-            while not self._stopped.wait(interval.total_seconds()):
-                try:
-                    self.renew_due()
-                except (TesseraError, SignerError, sa.exc.SQLAlchemyError) as error:
-                    # The next pass tries again; until then responses are
-                    # signed by the current responder, valid for days.
-                    on_error(error)
+        def run_pass() -> None:
+            self.renew_due()
 
-        self._thread = threading.Thread(
-            target=loop, name="tessera-ocsp-responders", daemon=True
+        self._job = PeriodicJob(
+            "tessera-ocsp-responders",
+            interval,
+            run_pass,
+            on_error,
+            first_pass_at_once=False,
         )
-        self._thread.start()
+        self._job.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._job is not None:
+            self._job.stop(timeout_seconds=5)
         with self._lock:
             for _, _, signer in self._current.values():
                 signer.close()

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 from collections import defaultdict
 
+from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
 from services.common.logging import get_logger
 from services.common.revocation_cache import CachedRevocation, RevocationCache
@@ -50,9 +50,7 @@ class CacheSync:
         self._cache = cache
         self._lease = lease
         self._batch_size = batch_size
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: PeriodicJob | None = None
 
     def run_once(self) -> SyncReport | None:
         """One pass; None when another replica holds the lease."""
@@ -124,41 +122,33 @@ class CacheSync:
 
     def start(self, interval: dt.timedelta) -> None:
         """Run passes every ``interval`` and whenever ``wake`` is called."""
-        self._thread = threading.Thread(
-            target=self._loop,
-            args=(interval.total_seconds(),),
-            name="cache-sync",
-            daemon=True,
-        )
-        self._thread.start()
+        self._job = PeriodicJob("cache-sync", interval, self._pass, self._pass_failed)
+        self._job.start()
 
     def wake(self) -> None:
         """Run a pass soon, for example right after a revocation was recorded."""
-        self._wake.set()
+        if self._job is not None:
+            self._job.wake()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._job is not None:
+            self._job.stop(timeout_seconds=10)
 
-    def _loop(self, interval_seconds: float) -> None:
-        while not self._stop.is_set():
-            try:
-                report = self.run_once()
-                if report and (report.rebuilt or report.discarded):
-                    _log.info(
-                        "revocation cache filled from the log",
-                        rebuilt=report.rebuilt,
-                        discarded=report.discarded,
-                        complete_to=report.complete_to,
-                    )
-            except Exception:
-                # The next pass retries; the validator never trusts a marker
-                # this pass failed to write.
-                _log.exception("revocation cache sync pass failed")
-            self._wake.wait(interval_seconds)
-            self._wake.clear()
+    def _pass(self) -> None:
+        report = self.run_once()
+        if report and (report.rebuilt or report.discarded):
+            _log.info(
+                "revocation cache filled from the log",
+                rebuilt=report.rebuilt,
+                discarded=report.discarded,
+                complete_to=report.complete_to,
+            )
+
+    @staticmethod
+    def _pass_failed(error: Exception) -> None:
+        # The next pass retries; the validator never trusts a marker this
+        # pass failed to write.
+        _log.error("revocation cache sync pass failed", exc_info=error)
 
 
 def _contiguous_end(low: int, entries: list[LogEntry]) -> int:
