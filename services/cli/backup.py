@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from services.common import backup
 from services.common.config import load_settings
 from services.common.rpc import open_channel
@@ -28,7 +26,7 @@ _DEADLINE_SECONDS = 30.0
 _PAGE = 1000
 
 
-def BackupCommandError(message: str) -> Exception:  # noqa: N802 (raised like a class)
+def BackupCommandError(message: str) -> Exception:
     """The CLI's own error (``tessera: MESSAGE``, exit code 2)."""
     from services.cli.main import CommandError
 
@@ -48,7 +46,7 @@ def _config_file(options: argparse.Namespace) -> Path | None:
 
 
 def _reason_word(code: int) -> str:
-    name = common_pb2.RevocationReason.Name(code)  # type: ignore[arg-type]
+    name = common_pb2.RevocationReason.Name(code)
     return name.removeprefix("REVOCATION_REASON_").lower().replace("_", "-")
 
 
@@ -103,9 +101,7 @@ def backup_restore(options: argparse.Namespace) -> int:
     except backup.BackupError as error:
         raise BackupCommandError(str(error)) from None
 
-    print(
-        f"restored the backup of {summary.created_at} into {summary.data_dir}"
-    )
+    print(f"restored the backup of {summary.created_at} into {summary.data_dir}")
     for database in summary.databases:
         print(f"  database     {database}")
     for key in summary.keys:
@@ -114,8 +110,10 @@ def backup_restore(options: argparse.Namespace) -> int:
         print(f"  referenced   {key}; make sure it is reachable")
     for line in summary.caches:
         print(f"  cache        {line}")
-    print("  CRLs         the issuer builds new ones, numbered above every earlier "
-          "CRL, on its first pass")
+    print(
+        "  CRLs         the issuer builds new ones, numbered above every earlier "
+        "CRL, on its first pass"
+    )
     for source in summary.sources:
         print(f"  read         {source}")
     for problem in summary.source_problems:
@@ -130,10 +128,10 @@ def backup_restore(options: argparse.Namespace) -> int:
             f"{_reason_word(entry.reason)} on {entry.revocation_date.isoformat()} "
             f"(log entry {entry.sequence}, from {entry.source})"
         )
-    for entry in summary.unresolved:
+    for missing in summary.unresolved:
         print(
-            f"  NOT APPLIED  {entry.issuer_key_id} {entry.serial_number} from "
-            f"{entry.source}: {entry.problem}"
+            f"  NOT APPLIED  {missing.issuer_key_id} {missing.serial_number} from "
+            f"{missing.source}: {missing.problem}"
         )
     if summary.unresolved:
         print(

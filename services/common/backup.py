@@ -160,7 +160,9 @@ def _check_seal(manifest: bytes, seal: bytes, passphrase: bytes) -> None:
             "the backup's seal is damaged; the archive is not a usable Tessera backup"
         ) from None
     key = _seal_key(passphrase, salt, parameters)
-    if not hmac.compare_digest(hmac.new(key, manifest, hashlib.sha256).digest(), expected):
+    if not hmac.compare_digest(
+        hmac.new(key, manifest, hashlib.sha256).digest(), expected
+    ):
         raise BackupError(
             "the passphrase does not open this backup (or its manifest was altered); "
             "nothing was restored; check the passphrase file"
@@ -292,9 +294,10 @@ def create_backup(
         manifest_bytes = _json_bytes(manifest)
         staged = workdir / "backup.tar.gz"
         descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as raw, tarfile.open(
-            fileobj=raw, mode="w:gz"
-        ) as archive:
+        with (
+            os.fdopen(descriptor, "wb") as raw,
+            tarfile.open(fileobj=raw, mode="w:gz") as archive,
+        ):
             _add_bytes(archive, MANIFEST, manifest_bytes, created_at)
             _add_bytes(archive, SEAL, _seal(manifest_bytes, passphrase), created_at)
             for name, content in members:
@@ -871,14 +874,14 @@ def restore_backup(
                     crl_inputs.append((f"CRL {url}", (fetch or _fetch)(url)))
                 except BackupError as error:
                     problems.append(str(error))
-        for source, data in crl_inputs:
+        for crl_source, data in crl_inputs:
             try:
-                entries = _crl_candidates(data, authorities, source)
+                crl_entries = _crl_candidates(data, authorities, crl_source)
             except BackupError as error:
                 problems.append(str(error))
                 continue
-            source_names.append(source)
-            for candidate in entries:
+            source_names.append(crl_source)
+            for candidate in crl_entries:
                 candidates.setdefault(candidate.key, candidate)
         reapplied, already, unresolved = _reapply(
             store, audit, actor, sorted(candidates.values(), key=_by_date)
@@ -1115,9 +1118,7 @@ def _crl_candidates(
         key_id = None
     issuer = authorities.get(key_id.hex()) if key_id else None
     if issuer is None or crl.issuer != issuer.subject:
-        raise BackupError(
-            f"{source} was not issued by a CA of this backup; ignored"
-        )
+        raise BackupError(f"{source} was not issued by a CA of this backup; ignored")
     try:
         if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
             raise InvalidSignature
