@@ -36,6 +36,7 @@ import base64
 import contextlib
 import dataclasses
 import datetime as dt
+import gzip
 import hashlib
 import hmac
 import io
@@ -218,35 +219,40 @@ def create_backup(
 
         # Step 1: one snapshot per database, registry first.
         databases: list[dict[str, Any]] = []
-        snapshots: dict[str, Path] = {}
+        snapshots: dict[str, _Snapshot] = {}
         by_url: dict[str, list[str]] = {}
         for component, url in component_urls(settings).items():
             by_url.setdefault(url, []).append(component)
         for index, (url, components) in enumerate(by_url.items(), start=1):
-            if not is_sqlite(url):
-                raise BackupError(
-                    f"the {'/'.join(components)} database is not SQLite "
-                    f"({make_url(url).get_backend_name()}); back PostgreSQL up with "
-                    "pg_dump as README 'Backup and restore' describes"
-                )
-            member = f"databases/{index}.sqlite"
-            snapshot = workdir / f"{index}.sqlite"
-            _snapshot_sqlite(url, snapshot)
+            if is_sqlite(url):
+                snapshot = _snapshot_sqlite(url, workdir / f"{index}.sqlite")
+                entry = {
+                    "dialect": "sqlite",
+                    "format": "sqlite",
+                    "file": _sqlite_file(url).name,
+                }
+            else:
+                snapshot = _dump_tables(url, workdir / f"{index}.jsonl.gz")
+                entry = {
+                    "dialect": make_url(url).get_backend_name(),
+                    "format": "jsonl",
+                    "file": _shown(url),
+                }
             for component in components:
                 snapshots[component] = snapshot
             databases.append(
                 {
-                    "member": member,
-                    "dialect": "sqlite",
+                    **entry,
+                    "member": f"databases/{snapshot.path.name}",
                     "components": components,
-                    "file": _sqlite_file(url).name,
-                    "in_data_dir": _in_data_dir(_sqlite_file(url), settings.data_dir),
+                    "revisions": snapshot.revisions,
                 }
             )
 
         # Step 2: what the snapshots say about keys, CAs and the log.
-        issuer_rows = _issuer_rows(snapshots["issuer"])
-        revocation_sequence, certificates = _registry_counts(snapshots["registry"])
+        issuer_rows = snapshots["issuer"].issuer_rows
+        revocation_sequence = snapshots["registry"].revocation_sequence
+        certificates = snapshots["registry"].certificates
 
         # Step 3: software keys, re-encrypted under the backup passphrase.
         context = SignerContext(
@@ -260,7 +266,7 @@ def create_backup(
 
         # Step 4: the archive, written beside its destination and moved there.
         members: list[tuple[str, Path | bytes]] = [
-            (database["member"], snapshots[database["components"][0]])
+            (database["member"], snapshots[database["components"][0]].path)
             for database in databases
         ]
         members += [(key["member"], workdir / key["member"]) for key in keys]
@@ -340,7 +346,71 @@ def _in_data_dir(path: Path, data_dir: Path) -> bool:
     return path.resolve().parent == data_dir.resolve()
 
 
-def _snapshot_sqlite(url: str, target: Path) -> None:
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """One database as copied, and what the backup needs to know of it."""
+
+    path: Path
+    revisions: dict[str, str]
+    issuer_rows: list[_KeyRow]
+    revocation_sequence: int
+    certificates: int
+
+
+# What a snapshot is read for, in SQL both SQLite and PostgreSQL speak; a
+# table a database does not hold (it belongs to another component) is empty.
+_AUTHORITIES = (
+    "SELECT role, frontdoor, key_id, signer_uri, status, certificate "
+    "FROM authorities ORDER BY id"
+)
+_RESPONDERS = (
+    "SELECT issuer_key_id, signer_uri, certificate FROM ocsp_responders ORDER BY id"
+)
+_SEQUENCE = "SELECT value FROM counters WHERE name = 'revocation_log'"
+_CERTIFICATES = "SELECT count(*) FROM certificates"
+
+
+def _read_snapshot(
+    path: Path, tables: set[str], query: Callable[[str], list[Any]]
+) -> _Snapshot:
+    revisions = {
+        table.removeprefix("alembic_version_"): str(
+            query(f"SELECT version_num FROM {table}")[0][0]  # noqa: S608
+        )
+        for table in sorted(tables)
+        if table.startswith("alembic_version_")
+    }
+    rows: list[_KeyRow] = []
+    if "authorities" in tables:
+        rows += [
+            _KeyRow(role, frontdoor, key_id or "", uri, status, _bytes(certificate))
+            for role, frontdoor, key_id, uri, status, certificate in query(_AUTHORITIES)
+        ]
+    if "ocsp_responders" in tables:
+        rows += [
+            _KeyRow("ocsp-responder", "", key_id, uri, "active", _bytes(certificate))
+            for key_id, uri, certificate in query(_RESPONDERS)
+        ]
+    sequence = query(_SEQUENCE) if "counters" in tables else []
+    count = query(_CERTIFICATES) if "certificates" in tables else [(0,)]
+    return _Snapshot(
+        path=path,
+        revisions=revisions,
+        issuer_rows=rows,
+        revocation_sequence=int(sequence[0][0]) if sequence else 0,
+        certificates=int(count[0][0]),
+    )
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _snapshot_sqlite(url: str, target: Path) -> _Snapshot:
     """Copy a live SQLite database with its online backup API.
 
     One step (pages=-1) copies every page inside one read transaction, so
@@ -365,6 +435,85 @@ def _snapshot_sqlite(url: str, target: Path) -> None:
     finally:
         source.close()
     os.chmod(target, 0o600)
+    with _sqlite_reader(target) as connection:
+        tables = {
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+        return _read_snapshot(
+            target, tables, lambda sql: connection.execute(sql).fetchall()
+        )
+
+
+def _dump_tables(url: str, target: Path) -> _Snapshot:
+    """Dump every table of a server database (PostgreSQL) as gzip-compressed
+    JSON lines, inside one REPEATABLE READ READ ONLY transaction: all tables
+    are read from one snapshot while the services keep writing.
+
+    The format is Tessera's own and portable (a line naming the table and
+    its columns, then one line per row); it is restored through SQLAlchemy
+    into a database migrated to the same revisions, of either dialect.
+    """
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            # The first statement of the transaction fixes its snapshot.
+            connection.exec_driver_sql(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+            )
+            metadata = sa.MetaData()
+            metadata.reflect(bind=connection)
+            if not any(name.startswith("alembic_version_") for name in metadata.tables):
+                raise BackupError(
+                    f"the database {_shown(url)} holds no Tessera tables; check the "
+                    "database URLs"
+                )
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with (
+                os.fdopen(descriptor, "wb") as raw,
+                gzip.open(raw, "wt", encoding="utf-8") as handle,
+            ):
+                for table in metadata.sorted_tables:
+                    columns = [column.name for column in table.columns]
+                    handle.write(json.dumps({"table": table.name, "columns": columns}))
+                    handle.write("\n")
+                    result = connection.execution_options(yield_per=1000).execute(
+                        sa.select(table)
+                    )
+                    for row in result:
+                        handle.write(json.dumps([_encode(value) for value in row]))
+                        handle.write("\n")
+            return _read_snapshot(
+                target,
+                set(metadata.tables),
+                lambda sql: list(connection.exec_driver_sql(sql).all()),
+            )
+    except sa.exc.SQLAlchemyError as error:
+        raise BackupError(
+            f"the database {_shown(url)} cannot be dumped ({type(error).__name__})"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, bytes | memoryview):
+        return {"b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dt.datetime):
+        return {"time": value.isoformat()}
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "b64" in value:
+            return base64.b64decode(value["b64"])
+        if "time" in value:
+            return dt.datetime.fromisoformat(value["time"])
+        raise ValueError("unknown value in a table dump")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,37 +524,6 @@ class _KeyRow:
     signer_uri: str
     status: str
     certificate: bytes | None
-
-
-def _issuer_rows(snapshot: Path) -> list[_KeyRow]:
-    """Every key reference of the issuer database in a snapshot."""
-    with _sqlite_reader(snapshot) as connection:
-        authorities = connection.execute(
-            "SELECT role, frontdoor, key_id, signer_uri, status, certificate "
-            "FROM authorities ORDER BY id"
-        ).fetchall()
-        responders = connection.execute(
-            "SELECT issuer_key_id, signer_uri, certificate FROM ocsp_responders "
-            "ORDER BY id"
-        ).fetchall()
-    rows = [
-        _KeyRow(role, frontdoor, key_id or "", uri, status, certificate)
-        for role, frontdoor, key_id, uri, status, certificate in authorities
-    ]
-    rows += [
-        _KeyRow("ocsp-responder", "", issuer_key_id, uri, "active", certificate)
-        for issuer_key_id, uri, certificate in responders
-    ]
-    return rows
-
-
-def _registry_counts(snapshot: Path) -> tuple[int, int]:
-    with _sqlite_reader(snapshot) as connection:
-        sequence = connection.execute(
-            "SELECT value FROM counters WHERE name = 'revocation_log'"
-        ).fetchone()
-        count = connection.execute("SELECT count(*) FROM certificates").fetchone()
-    return (int(sequence[0]) if sequence else 0), int(count[0])
 
 
 @contextlib.contextmanager
@@ -815,8 +933,11 @@ def restore_backup(
     written: list[Path] = []
     try:
         with _open_archive(path) as archive:
-            for database, target in targets:
-                _extract(archive, database["member"], target, written)
+            for database, url in targets:
+                if database["format"] == "sqlite":
+                    _extract(archive, database["member"], _sqlite_file(url), written)
+                else:
+                    _load_dump(archive, database, url, written)
             for relative, content in key_files:
                 target = data_dir / relative
                 _make_dirs(target.parent, data_dir, written)
@@ -835,10 +956,8 @@ def restore_backup(
         for item in reversed(written):
             with contextlib.suppress(OSError):
                 item.rmdir() if item.is_dir() else item.unlink()
-        for suffix in ("-wal", "-shm", ".migrate.lock"):
-            for _, target in targets:
-                with contextlib.suppress(OSError):
-                    Path(f"{target}{suffix}").unlink()
+        for _, url in targets:
+            _remove_database(url)
         if created_dir:
             with contextlib.suppress(OSError):
                 data_dir.rmdir()
@@ -905,7 +1024,7 @@ def restore_backup(
     return RestoreSummary(
         data_dir=data_dir,
         created_at=manifest["created_at"],
-        databases=tuple(str(target) for _, target in targets),
+        databases=tuple(_shown(url) for _, url in targets),
         keys=tuple(str(data_dir / relative) for relative, _ in key_files),
         referenced_keys=tuple(
             f"{entry['of']}: {entry['uri']} ({entry['why']})"
@@ -922,10 +1041,12 @@ def restore_backup(
 
 def _database_targets(
     manifest: dict[str, Any], settings: Settings
-) -> list[tuple[dict[str, Any], Path]]:
-    """Where each database of the backup goes; every target must be new."""
+) -> list[tuple[dict[str, Any], str]]:
+    """The database URL each database of the backup goes to; every target
+    must be new (a SQLite file not there yet, a server database without
+    tables)."""
     urls = component_urls(settings)
-    targets: list[tuple[dict[str, Any], Path]] = []
+    targets: list[tuple[dict[str, Any], str]] = []
     covered: set[str] = set()
     for database in manifest["databases"]:
         components = list(database["components"])
@@ -937,24 +1058,148 @@ def _database_targets(
                 "with a configuration that keeps them together"
             )
         url = wanted.pop()
-        if not is_sqlite(url):
+        if database["format"] == "sqlite" and not is_sqlite(url):
             raise BackupError(
                 f"the configuration puts the {'/'.join(components)} database on "
                 f"{make_url(url).get_backend_name()}; this backup holds a SQLite "
-                "snapshot, which is restored into SQLite only"
+                "file, which is restored into SQLite only"
             )
-        target = _sqlite_file(url)
-        if target.exists():
-            raise BackupError(
-                f"the database file {target} exists; restore into a new installation "
-                "only"
-            )
-        targets.append((database, target))
+        if is_sqlite(url):
+            if _sqlite_file(url).exists():
+                raise BackupError(
+                    f"the database file {_sqlite_file(url)} exists; restore into a "
+                    "new installation only"
+                )
+        else:
+            _require_empty_database(url)
+        targets.append((database, url))
         covered.update(components)
     missing = set(COMPONENTS) - covered
     if missing:
         raise BackupError(f"the backup has no database for {sorted(missing)[0]}")
     return targets
+
+
+def _require_empty_database(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        tables = sa.inspect(engine).get_table_names()
+    except sa.exc.SQLAlchemyError as error:
+        raise BackupError(
+            f"the database {_shown(url)} cannot be reached ({type(error).__name__})"
+        ) from None
+    finally:
+        engine.dispose()
+    if tables:
+        raise BackupError(
+            f"the database {_shown(url)} already holds tables ({tables[0]}, ...); "
+            "restore into an empty database only"
+        )
+
+
+def _load_dump(
+    archive: tarfile.TarFile, database: dict[str, Any], url: str, written: list[Path]
+) -> None:
+    """Fill a new database from a table dump: its tables are made by the
+    migrations at the backup's revisions, emptied of the rows migrations
+    seed, then given the dumped rows in foreign-key order."""
+    if is_sqlite(url):
+        written.append(_sqlite_file(url))
+    for component, revision in sorted(database["revisions"].items()):
+        migrate(url, component, revision)
+    handle = archive.extractfile(database["member"])
+    assert handle is not None, "read_backup checked every member"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            metadata = sa.MetaData()
+            metadata.reflect(bind=connection)
+            for existing in reversed(metadata.sorted_tables):
+                if not existing.name.startswith("alembic_version_"):
+                    connection.execute(existing.delete())
+            table: sa.Table | None = None
+            batch: list[dict[str, Any]] = []
+            columns: list[str] = []
+            with gzip.open(handle, "rt", encoding="utf-8") as lines:
+                for line in lines:
+                    item = json.loads(line)
+                    if isinstance(item, dict):
+                        _insert(connection, table, batch)
+                        name = item["table"]
+                        table = (
+                            None
+                            if name.startswith("alembic_version_")
+                            else metadata.tables.get(name)
+                        )
+                        if table is None and not name.startswith("alembic_version_"):
+                            raise BackupError(
+                                f"the backup holds the table {name}, which the "
+                                "migrations of its revisions do not make"
+                            )
+                        columns = item["columns"]
+                        continue
+                    if table is not None:
+                        batch.append(
+                            dict(zip(columns, map(_decode, item), strict=True))
+                        )
+                        if len(batch) >= 1000:
+                            _insert(connection, table, batch)
+                _insert(connection, table, batch)
+            if connection.dialect.name == "postgresql":
+                _advance_sequences(connection, metadata)
+    except (ValueError, KeyError, sa.exc.SQLAlchemyError) as error:
+        raise BackupError(
+            f"the table dump {database['member']} cannot be loaded into "
+            f"{_shown(url)} ({type(error).__name__})"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _insert(
+    connection: sa.Connection, table: sa.Table | None, batch: list[dict[str, Any]]
+) -> None:
+    if table is not None and batch:
+        connection.execute(table.insert(), batch)
+    batch.clear()
+
+
+def _advance_sequences(connection: sa.Connection, metadata: sa.MetaData) -> None:
+    """Move each serial column's sequence past the rows loaded with their ids."""
+    for table in metadata.sorted_tables:
+        for column in table.primary_key.columns:
+            sequence = connection.execute(
+                sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+                {"table": table.name, "column": column.name},
+            ).scalar()
+            if sequence is None:
+                continue
+            connection.execute(
+                sa.text(
+                    f"SELECT setval(:sequence, COALESCE(MAX({column.name}), 1), "  # noqa: S608
+                    f"MAX({column.name}) IS NOT NULL) FROM {table.name}"
+                ),
+                {"sequence": sequence},
+            )
+
+
+def _remove_database(url: str) -> None:
+    """Undo a half-finished restore of one database (the target was new)."""
+    if is_sqlite(url):
+        path = _sqlite_file(url)
+        for suffix in ("", "-wal", "-shm", ".migrate.lock"):
+            with contextlib.suppress(OSError):
+                Path(f"{path}{suffix}").unlink()
+        return
+    engine = sa.create_engine(url)
+    try:
+        metadata = sa.MetaData()
+        metadata.reflect(bind=engine)
+        metadata.drop_all(bind=engine)
+    except sa.exc.SQLAlchemyError:
+        pass  # the error that stopped the restore is the one reported
+    finally:
+        engine.dispose()
 
 
 def _key_files(

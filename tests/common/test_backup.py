@@ -9,12 +9,14 @@ import logging
 import tarfile
 import threading
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -576,3 +578,90 @@ def test_restored_directory_starts_with_the_same_records(tmp_path: Path) -> None
         verdict = clients.validate([issued.certificate], FRONTDOOR)
     assert after == before
     assert _REVOKED in verdict.reasons
+
+
+# PostgreSQL -------------------------------------------------------------------
+
+
+@pytest.fixture
+def second_postgres_url(postgres_base_url: str) -> Iterator[str]:
+    """Another fresh schema, to restore into."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_base_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in postgres_base_url else "?"
+    yield f"{postgres_base_url}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    engine.dispose()
+
+
+def _on_postgres(data_dir: Path, url: str) -> Any:
+    settings = _settings(data_dir)
+    return settings.model_copy(
+        update={
+            "audit_database_url": url,
+            "issuer": settings.issuer.model_copy(update={"database_url": url}),
+            "registry": settings.registry.model_copy(update={"database_url": url}),
+        }
+    )
+
+
+def test_postgresql_backup_during_issuance_restores_into_an_empty_database(
+    tmp_path: Path, postgres_url: str, second_postgres_url: str
+) -> None:
+    """On PostgreSQL the backup is one REPEATABLE READ snapshot taken while
+    another thread issues; restored into an empty database, every
+    certificate acknowledged before it is there, revocations answer as
+    before, and new rows get fresh ids (the sequences moved on)."""
+    old_settings = _on_postgres(tmp_path / "old", postgres_url)
+    archive = tmp_path / "tessera.backup"
+    with _running(old_settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        revoked = clients.issue(FRONTDOOR)
+        clients.revoke(revoked.record.fingerprint_sha256, reason=1)
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def issue_continuously() -> None:
+            while not stop.is_set():
+                acknowledged.append(clients.issue(FRONTDOOR).record.fingerprint_sha256)
+
+        worker = threading.Thread(target=issue_continuously)
+        worker.start()
+        try:
+            assert eventually(lambda: len(acknowledged) >= 3)
+            before_backup = list(acknowledged)
+            backup.create_backup(old_settings, archive, PASSPHRASE.encode())
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+
+    # Restoring into a database that holds anything is refused.
+    with pytest.raises(backup.BackupError, match="already holds tables"):
+        backup.restore_backup(
+            archive,
+            _on_postgres(tmp_path / "other", postgres_url),
+            PASSPHRASE.encode(),
+            backup.RevocationSources(fetch=False),
+            actor="test",
+        )
+    assert not (tmp_path / "other").exists()
+
+    restored = _on_postgres(tmp_path / "new", second_postgres_url)
+    backup.restore_backup(
+        archive,
+        restored,
+        PASSPHRASE.encode(),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    with _running(restored) as (_, clients):
+        assert set(before_backup) <= _fingerprints(clients)
+        verdict = clients.validate([revoked.certificate], FRONTDOOR)
+        assert _REVOKED in verdict.reasons
+        fresh = clients.issue(FRONTDOOR)
+        assert clients.validate([fresh.certificate], FRONTDOOR).valid
+        clients.revoke(fresh.record.fingerprint_sha256)
+        assert _REVOKED in clients.validate([fresh.certificate], FRONTDOOR).reasons
