@@ -56,7 +56,7 @@ def backup_create(options: argparse.Namespace) -> int:
     try:
         passphrase = backup.read_passphrase(options.passphrase_file)
         summary = backup.create_backup(
-            settings, options.out, passphrase, _config_file(options)
+            settings, options.out, passphrase, _config_file(options), actor=_actor()
         )
     except backup.BackupError as error:
         raise BackupCommandError(str(error)) from None

@@ -203,8 +203,10 @@ def create_backup(
     config_file: Path | None = None,
     clock: Clock | None = None,
     environ: dict[str, str] | None = None,
+    actor: str = "tessera (backup)",
 ) -> BackupSummary:
-    """Write one consistent backup of the installation ``settings`` describe."""
+    """Write one consistent backup of the installation ``settings`` describe;
+    the audit log records who made it (it copies CA keys)."""
     if out.exists():
         raise BackupError(f"{out} exists; choose a new file for the backup")
     if not out.parent.is_dir():
@@ -320,6 +322,18 @@ def create_backup(
                 f"{out} exists; choose a new file for the backup"
             ) from None
 
+    audit_database = Database(settings.audit_url)
+    try:
+        AuditLog(audit_database, "cli", clock).record(
+            "backup.create",
+            actor=actor,
+            file=str(out),
+            revocation_sequence=revocation_sequence,
+            keys=[key["uri"] for key in keys],
+            referenced_keys=[entry["uri"] for entry in referenced],
+        )
+    finally:
+        audit_database.dispose()
     return BackupSummary(
         path=out,
         created_at=created_at,

@@ -93,6 +93,19 @@ def _fingerprints(clients: Clients) -> set[str]:
     return {record.fingerprint_sha256 for record in listing.certificates}
 
 
+def _audit_actions(settings: Any) -> list[str]:
+    engine = sa.create_engine(settings.audit_url)
+    with engine.connect() as connection:
+        actions = [
+            action
+            for (action,) in connection.exec_driver_sql(
+                "SELECT action FROM audit_events ORDER BY sequence"
+            )
+        ]
+    engine.dispose()
+    return actions
+
+
 def _revoked(clients: Clients) -> dict[str, int]:
     log = clients.registry.ListRevocations(
         registry_pb2.ListRevocationsRequest(), timeout=30
@@ -320,6 +333,13 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
         assert _REVOKED in verdict.reasons
         assert clients.validate([kept.certificate], FRONTDOOR).valid
         assert _revoked(clients)[late.record.fingerprint_sha256] == 1
+    # Both the backup (in the old audit log) and the re-applied revocation
+    # (in the restored one) are audited, and the restored chain is intact.
+    assert "backup.create" in _audit_actions(old_settings)
+    restored_actions = _audit_actions(_settings(new_dir))
+    restore_at = restored_actions.index("backup.restore")
+    assert restored_actions[restore_at - 1] == "certificate.revoke"
+    assert tessera(["audit", "verify", "--data-dir", str(new_dir)]) == 0
 
 
 def test_revocation_unknown_to_backup_is_reported_not_lost_silently(
@@ -608,6 +628,7 @@ def _on_postgres(data_dir: Path, url: str) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_postgresql_backup_during_issuance_restores_into_an_empty_database(
     tmp_path: Path, postgres_url: str, second_postgres_url: str
 ) -> None:
