@@ -25,7 +25,7 @@ from services.common import backup
 from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
-from tests.support import Clients, eventually, suite_settings
+from tests.support import Clients, SoftHsmToken, eventually, suite_settings
 
 FRONTDOOR = "payments"
 PASSPHRASE = "correct horse battery staple"
@@ -686,3 +686,42 @@ def test_postgresql_backup_during_issuance_restores_into_an_empty_database(
         assert clients.validate([fresh.certificate], FRONTDOOR).valid
         clients.revoke(fresh.record.fingerprint_sha256)
         assert _REVOKED in clients.validate([fresh.certificate], FRONTDOOR).reasons
+
+
+def test_hsm_keys_are_referenced_not_copied(
+    tmp_path: Path, softhsm: SoftHsmToken
+) -> None:
+    """A root key in an HSM stays there: the backup names its URI and holds
+    only the software keys; the restored suite signs with the HSM's root."""
+    root_uri = softhsm.key_uri("root")
+    old_settings = _settings(tmp_path / "old").model_copy(
+        update={
+            "issuer": _settings(tmp_path / "old").issuer.model_copy(
+                update={"root_key_uri": root_uri}
+            )
+        }
+    )
+    archive = tmp_path / "tessera.backup"
+    with _running(old_settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        issued = clients.issue(FRONTDOOR)
+        summary = backup.create_backup(old_settings, archive, PASSPHRASE.encode())
+    assert summary.referenced_keys == (root_uri,)
+    assert not any("root" in uri for uri in summary.keys)
+    with tarfile.open(archive, "r:gz") as opened:
+        assert len([info for info in opened if info.name.startswith("keys/")]) == 2
+
+    restored = old_settings.model_copy(update={"data_dir": tmp_path / "new"})
+    result = backup.restore_backup(
+        archive,
+        restored,
+        PASSPHRASE.encode(),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    assert any(root_uri in line for line in result.referenced_keys)
+    with _running(restored) as (_, clients):
+        assert clients.validate([issued.certificate], FRONTDOOR).valid
+        clients.create_frontdoor("second")
+        fresh = clients.issue("second")
+        assert clients.validate([fresh.certificate], "second").valid
