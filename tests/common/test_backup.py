@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import logging
 import tarfile
@@ -18,6 +19,8 @@ import pytest
 import redis
 import sqlalchemy as sa
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from services.cli.main import main as tessera
@@ -746,3 +749,53 @@ def test_hsm_keys_are_referenced_not_copied(
         clients.create_frontdoor("second")
         fresh = clients.issue("second")
         assert clients.validate([fresh.certificate], "second").valid
+
+
+def test_forged_crl_is_ignored(tmp_path: Path, made_backup: Path) -> None:
+    """A CRL naming a CA of the backup but signed by another key re-applies
+    nothing; the restore says why it ignored it."""
+    with tarfile.open(made_backup, "r:gz") as opened:
+        pems = [
+            opened.extractfile(info).read()  # type: ignore[union-attr]
+            for info in opened
+            if info.name.startswith("ca/") and "intermediate" in info.name
+        ]
+    intermediate = x509.load_pem_x509_certificate(pems[0])
+    key_id = intermediate.extensions.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    ).value
+    forger = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    forged = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(intermediate.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(key_id),
+            critical=False,
+        )
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(12345)
+            .revocation_date(now)
+            .build()
+        )
+        .sign(forger, hashes.SHA256())
+    )
+    crl_file = tmp_path / "forged.crl"
+    crl_file.write_bytes(forged.public_bytes(Encoding.DER))
+
+    summary = backup.restore_backup(
+        made_backup,
+        _settings(tmp_path / "new"),
+        PASSPHRASE.encode(),
+        backup.RevocationSources(crl_files=(crl_file,), fetch=False),
+        actor="test",
+    )
+    assert summary.reapplied == ()
+    assert summary.unresolved == ()
+    assert summary.source_problems == (
+        f"the signature of CRL file {crl_file} does not verify with its CA's key; "
+        "ignored",
+    )
