@@ -30,6 +30,7 @@ from google.protobuf import field_mask_pb2, json_format
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from services.cli import backup as backup_cli
 from services.cli import nginx
 from services.common import identifiers
 from services.common.audit import verify_chain
@@ -1265,6 +1266,8 @@ def _parser() -> argparse.ArgumentParser:
         help="verify the chain; report the first broken link",
     )
     verify.set_defaults(run=_audit_verify)
+
+    backup_cli.add_parsers(commands, revocations, anywhere, _group, _address)
     return parser
 
 

@@ -107,9 +107,10 @@ class Database:
             self.write_engine.dispose()
 
 
-def migrate(url: str, component: str) -> None:
+def migrate(url: str, component: str, revision: str = "head") -> None:
     """Bring one component's tables (common, issuer, registry) to the newest
-    revision, serialised against other processes doing the same."""
+    revision (or ``revision``, for restoring an older backup), serialised
+    against other processes doing the same."""
     package = "common" if component == "common" else component
     script_location = Path(__file__).resolve().parent.parent / package / "migrations"
     config = Config()
@@ -120,7 +121,7 @@ def migrate(url: str, component: str) -> None:
     with _migration_lock(url):
         if is_sqlite(url):
             _use_wal(url)
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def _use_wal(url: str) -> None:

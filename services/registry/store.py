@@ -363,14 +363,19 @@ class RegistryStore:
         selector: CertificateSelector,
         reason: int,
         invalidity_date: dt.datetime | None,
+        revocation_date: dt.datetime | None = None,
     ) -> common_pb2.Revocation:
         """Append a revocation to the log under the next sequence number.
 
         The counter row is updated first in the transaction, which locks it:
-        numbers are handed out in commit order, without gaps.
+        numbers are handed out in commit order, without gaps. A restore
+        re-applying a revocation made after its backup passes the original
+        ``revocation_date``; every other caller lets it be now.
         """
         check_revocation_reason(reason)
         now = self._clock.now()
+        if revocation_date is not None and revocation_date > now + _CLOCK_SKEW:
+            raise InvalidArgument("revocation_date lies in the future")
         if invalidity_date is not None and invalidity_date > now + _CLOCK_SKEW:
             raise InvalidArgument(
                 "invalidity_date lies in the future; it is when the key was known or "
@@ -396,7 +401,7 @@ class RegistryStore:
                     fingerprint=certificate.fingerprint,
                     frontdoor=frontdoor,
                     reason=reason,
-                    revocation_date=now,
+                    revocation_date=revocation_date or now,
                     invalidity_date=invalidity_date,
                 )
                 session.add(row)

@@ -1,0 +1,801 @@
+"""Backups taken while the suite issues, restored into fresh directories
+(services/common/backup.py, services/cli/backup.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import logging
+import tarfile
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from services.cli.main import main as tessera
+from services.common import backup
+from services.suite import Suite, start_suite
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2
+from tests.support import Clients, SoftHsmToken, eventually, suite_settings
+
+FRONTDOOR = "payments"
+PASSPHRASE = "correct horse battery staple"
+_REVOKED = common_pb2.VALIDATION_REASON_REVOKED
+
+
+def _settings(data_dir: Path, redis_url: str | None = None) -> Any:
+    extra: dict[str, Any] = {
+        # CRLs follow revocations within a fraction of a second.
+        "issuer": {
+            "crl_poll_seconds": 0.1,
+            "crl_coalesce_seconds": 0,
+            "revocation_stream": False,
+        },
+    }
+    if redis_url:
+        extra["redis_url"] = redis_url
+    return suite_settings(data_dir, **extra)
+
+
+@contextlib.contextmanager
+def _running(settings: Any) -> Iterator[tuple[Suite, Clients]]:
+    suite = start_suite(settings)
+    clients = Clients.connect(
+        suite.address("issuer"), suite.address("registry"), suite.address("validator")
+    )
+    try:
+        yield suite, clients
+    finally:
+        clients.close()
+        suite.stop()
+
+
+def _passphrase_file(tmp_path: Path, text: str = PASSPHRASE) -> Path:
+    path = tmp_path / f"passphrase-{abs(hash(text))}"
+    path.write_text(text + "\n")
+    return path
+
+
+def _crl(suite: Suite, key_id: str) -> x509.CertificateRevocationList | None:
+    try:
+        with urllib.request.urlopen(
+            f"http://{suite.publication}/crl/{key_id}.crl", timeout=5
+        ) as response:
+            return x509.load_der_x509_crl(response.read())
+    except OSError:
+        return None
+
+
+def _crl_number(crl: x509.CertificateRevocationList) -> int:
+    return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+
+
+def _lists(suite: Suite, key_id: str, serial_number: int) -> bool:
+    crl = _crl(suite, key_id)
+    return crl is not None and (
+        crl.get_revoked_certificate_by_serial_number(serial_number) is not None
+    )
+
+
+def _fingerprints(clients: Clients) -> set[str]:
+    listing = clients.registry.ListCertificates(
+        registry_pb2.ListCertificatesRequest(page_size=1000), timeout=30
+    )
+    return {record.fingerprint_sha256 for record in listing.certificates}
+
+
+def _audit_actions(settings: Any) -> list[str]:
+    engine = sa.create_engine(settings.audit_url)
+    with engine.connect() as connection:
+        actions = [
+            action
+            for (action,) in connection.exec_driver_sql(
+                "SELECT action FROM audit_events ORDER BY sequence"
+            )
+        ]
+    engine.dispose()
+    return actions
+
+
+def _revoked(clients: Clients) -> dict[str, int]:
+    log = clients.registry.ListRevocations(
+        registry_pb2.ListRevocationsRequest(), timeout=30
+    )
+    return {entry.fingerprint_sha256: entry.reason for entry in log.revocations}
+
+
+@pytest.mark.slow
+def test_backup_during_issuance_restores_every_acknowledged_certificate(
+    tmp_path: Path, clean_redis: str
+) -> None:
+    """A backup taken while another thread issues holds every certificate and
+    revocation acknowledged before it began; on the restored data the
+    validator answers as before, a certificate revoked after the backup is
+    still refused (re-applied from the CRL the old issuer serves), and the
+    first CRL is numbered above the last one before."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    old_settings = _settings(tmp_path / "old", clean_redis)
+    with _running(old_settings) as (old, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        kept = clients.issue(FRONTDOOR)
+        revoked_before = clients.issue(FRONTDOOR)
+        revoked_after = clients.issue(FRONTDOOR)
+        clients.revoke(revoked_before.record.fingerprint_sha256, reason=1)
+        key_id = revoked_after.record.issuer_key_id
+
+        acknowledged: list[str] = []
+        stop = threading.Event()
+        failures: list[BaseException] = []
+
+        def issue_continuously() -> None:
+            try:
+                while not stop.is_set():
+                    issued = clients.issue(FRONTDOOR)
+                    acknowledged.append(issued.record.fingerprint_sha256)
+            except BaseException as error:  # reported by the test below
+                failures.append(error)
+
+        worker = threading.Thread(target=issue_continuously)
+        worker.start()
+        try:
+            assert eventually(lambda: len(acknowledged) >= 5)
+            before_backup = list(acknowledged)
+            code = tessera(
+                [
+                    "backup",
+                    "create",
+                    "--data-dir",
+                    str(old_settings.data_dir),
+                    "--out",
+                    str(archive),
+                    "--passphrase-file",
+                    str(passphrase_file),
+                ]
+            )
+            assert code == 0
+            assert eventually(lambda: len(acknowledged) >= len(before_backup) + 3)
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+        assert not failures, failures
+
+        # After the backup: a revocation the backup lacks, published on a CRL.
+        clients.revoke(revoked_after.record.fingerprint_sha256, reason=4)
+        serial = int(revoked_after.record.serial_number, 16)
+        assert eventually(lambda: _lists(old, key_id, serial), timeout=20)
+        last_crl = _crl(old, key_id)
+        assert last_crl is not None
+        assert clients.validate([kept.certificate], FRONTDOOR).valid
+
+        new_dir = tmp_path / "new"
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = tessera(
+                [
+                    "backup",
+                    "restore",
+                    str(archive),
+                    "--data-dir",
+                    str(new_dir),
+                    "--passphrase-file",
+                    str(passphrase_file),
+                    "--crl-base-url",
+                    f"http://{old.publication}",
+                ]
+            )
+        assert code == 0, output.getvalue()
+    shown = output.getvalue()
+    assert "re-applied 1 revocations made after the backup" in shown
+    assert revoked_after.record.serial_number in shown
+    assert f"from CRL http://{old.publication}/crl/{key_id}.crl" in shown
+
+    restored = _settings(new_dir, clean_redis).model_copy(
+        update={
+            "issuer": _settings(new_dir).issuer.model_copy(
+                # The test runs the CRL job itself, to see what is served
+                # before its first pass.
+                update={"crl_poll_seconds": 0}
+            )
+        }
+    )
+    with _running(restored) as (new, clients):
+        present = _fingerprints(clients)
+        assert set(before_backup) <= present
+        assert {
+            kept.record.fingerprint_sha256,
+            revoked_before.record.fingerprint_sha256,
+            revoked_after.record.fingerprint_sha256,
+        } <= present
+        revocations = _revoked(clients)
+        assert revocations[revoked_before.record.fingerprint_sha256] == 1
+        assert revocations[revoked_after.record.fingerprint_sha256] == 4
+
+        assert clients.validate([kept.certificate], FRONTDOOR).valid
+        for gone in (revoked_before, revoked_after):
+            verdict = clients.validate([gone.certificate], FRONTDOOR)
+            assert not verdict.valid
+            assert _REVOKED in verdict.reasons
+        # The restored issuer still signs with the restored keys.
+        assert clients.validate([clients.issue(FRONTDOOR).certificate], FRONTDOOR)
+
+        # Nothing older than what was published before is served...
+        assert _crl(new, key_id) is None
+        assert new.crl_publisher is not None
+        new.crl_publisher.run_once()
+        # ...and the first CRL is numbered above the last one before.
+        first_crl = _crl(new, key_id)
+        assert first_crl is not None
+        assert _crl_number(first_crl) > _crl_number(last_crl)
+        assert first_crl.get_revoked_certificate_by_serial_number(serial) is not None
+
+
+def test_restore_deletes_the_old_installations_redis_entries(
+    tmp_path: Path, clean_redis: str
+) -> None:
+    """Revocation hashes (entries and completeness markers) and pre-signed
+    OCSP responses of the restored CAs are deleted; keys of other
+    installations in the same Redis stay."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    old_settings = _settings(tmp_path / "old", clean_redis)
+    with _running(old_settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        issued = clients.issue(FRONTDOOR)
+        clients.revoke(issued.record.fingerprint_sha256)
+        key_id = issued.record.issuer_key_id
+        backup.create_backup(
+            old_settings, archive, backup.read_passphrase(passphrase_file)
+        )
+    client = redis.Redis.from_url(clean_redis)
+    assert eventually(lambda: bool(client.exists(f"tessera:revocations:{key_id}")))
+    client.set(f"tessera:ocsp:{key_id}:01:sha1", b"stale")
+    client.set("tessera:ocsp:00ff:01:sha1", b"another installation")
+
+    summary = backup.restore_backup(
+        archive,
+        _settings(tmp_path / "new", clean_redis),
+        backup.read_passphrase(passphrase_file),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    assert "pre-signed OCSP responses" in summary.caches[0]
+    assert not client.exists(f"tessera:revocations:{key_id}")
+    assert not client.exists(f"tessera:ocsp:{key_id}:01:sha1")
+    assert client.get("tessera:ocsp:00ff:01:sha1") == b"another installation"
+    client.close()
+
+
+def test_export_reapplies_revocation_of_certificate_issued_after_backup(
+    tmp_path: Path,
+) -> None:
+    """A certificate issued and revoked after the backup is unknown to it;
+    the revocation export carries the certificate, so the restore records it
+    and its revocation, and the validator refuses it."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    export = tmp_path / "revocations.jsonl"
+    old_settings = _settings(tmp_path / "old")
+    with _running(old_settings) as (old, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        kept = clients.issue(FRONTDOOR)
+        backup.create_backup(
+            old_settings, archive, backup.read_passphrase(passphrase_file)
+        )
+        late = clients.issue(FRONTDOOR)
+        clients.revoke(late.record.fingerprint_sha256, reason=1)
+        assert (
+            tessera(
+                [
+                    "revocations",
+                    "export",
+                    "--registry",
+                    old.address("registry"),
+                    "--out",
+                    str(export),
+                ]
+            )
+            == 0
+        )
+
+    new_dir = tmp_path / "new"
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(new_dir),
+                "--passphrase-file",
+                str(passphrase_file),
+                "--no-fetch",
+                "--revocations",
+                str(export),
+            ]
+        )
+    assert code == 0, output.getvalue()
+    assert "re-applied 1 revocations" in output.getvalue()
+
+    with _running(_settings(new_dir)) as (_, clients):
+        verdict = clients.validate([late.certificate, *late.chain[:-1]], FRONTDOOR)
+        assert not verdict.valid
+        assert _REVOKED in verdict.reasons
+        assert clients.validate([kept.certificate], FRONTDOOR).valid
+        assert _revoked(clients)[late.record.fingerprint_sha256] == 1
+    # Both the backup (in the old audit log) and the re-applied revocation
+    # (in the restored one) are audited, and the restored chain is intact.
+    assert "backup.create" in _audit_actions(old_settings)
+    restored_actions = _audit_actions(_settings(new_dir))
+    restore_at = restored_actions.index("backup.restore")
+    assert restored_actions[restore_at - 1] == "certificate.revoke"
+    assert tessera(["audit", "verify", "--data-dir", str(new_dir)]) == 0
+
+
+def test_revocation_unknown_to_backup_is_reported_not_lost_silently(
+    tmp_path: Path,
+) -> None:
+    """A CRL entry for a certificate the backup never recorded cannot be
+    re-applied from the CRL alone; the restore says so and exits with 1."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    crl_dir = tmp_path / "crls"
+    crl_dir.mkdir()
+    old_settings = _settings(tmp_path / "old")
+    with _running(old_settings) as (old, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        backup.create_backup(
+            old_settings, archive, backup.read_passphrase(passphrase_file)
+        )
+        late = clients.issue(FRONTDOOR)
+        clients.revoke(late.record.fingerprint_sha256)
+        key_id = late.record.issuer_key_id
+        serial = int(late.record.serial_number, 16)
+        assert eventually(lambda: _lists(old, key_id, serial), timeout=20)
+        crl = _crl(old, key_id)
+        assert crl is not None
+        (crl_dir / "payments.crl").write_bytes(crl.public_bytes(Encoding.DER))
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(tmp_path / "new"),
+                "--passphrase-file",
+                str(passphrase_file),
+                "--no-fetch",
+                "--crl-dir",
+                str(crl_dir),
+            ]
+        )
+    assert code == 1
+    assert f"NOT APPLIED  {key_id} {late.record.serial_number}" in output.getvalue()
+
+
+# Refusals -------------------------------------------------------------------
+
+
+@pytest.fixture
+def made_backup(tmp_path: Path) -> Path:
+    """A backup of a suite with one frontdoor and one certificate."""
+    settings = _settings(tmp_path / "old")
+    with _running(settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        clients.issue(FRONTDOOR)
+        archive = tmp_path / "tessera.backup"
+        backup.create_backup(settings, archive, PASSPHRASE.encode())
+    return archive
+
+
+def _restore(tmp_path: Path, archive: Path, passphrase: str, target: Path) -> str:
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
+        code = tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(target),
+                "--passphrase-file",
+                str(_passphrase_file(tmp_path, passphrase)),
+                "--no-fetch",
+            ]
+        )
+    assert code == 2
+    return errors.getvalue()
+
+
+def test_wrong_passphrase_is_refused_and_nothing_written(
+    tmp_path: Path, made_backup: Path
+) -> None:
+    """A wrong passphrase gets a clear error and the directory stays absent."""
+    target = tmp_path / "new"
+    message = _restore(tmp_path, made_backup, "not the passphrase", target)
+    assert "the passphrase does not open this backup" in message
+    assert not target.exists()
+
+
+def test_truncated_backup_is_refused_and_nothing_written(
+    tmp_path: Path, made_backup: Path
+) -> None:
+    """A backup cut short is refused before anything is written."""
+    truncated = tmp_path / "truncated.backup"
+    content = made_backup.read_bytes()
+    truncated.write_bytes(content[: len(content) // 2])
+    target = tmp_path / "new"
+    message = _restore(tmp_path, truncated, PASSPHRASE, target)
+    assert "damaged or truncated" in message or "is damaged" in message
+    assert not target.exists()
+
+
+def test_altered_member_is_refused_and_nothing_written(
+    tmp_path: Path, made_backup: Path
+) -> None:
+    """A member that no longer matches the manifest's checksum is refused."""
+    altered = tmp_path / "altered.backup"
+    with (
+        tarfile.open(made_backup, "r:gz") as source,
+        tarfile.open(altered, "w:gz") as target_archive,
+    ):
+        for info in source:
+            handle = source.extractfile(info)
+            assert handle is not None
+            content = handle.read()
+            if info.name.startswith("databases/"):
+                content = content[:-1] + bytes([content[-1] ^ 1])
+            info.size = len(content)
+            target_archive.addfile(info, io.BytesIO(content))
+    target = tmp_path / "new"
+    message = _restore(tmp_path, altered, PASSPHRASE, target)
+    assert "does not match the manifest's checksum" in message
+    assert not target.exists()
+
+
+def test_garbage_file_is_refused(tmp_path: Path) -> None:
+    """A file that is no backup at all gets a clear error."""
+    garbage = tmp_path / "garbage.backup"
+    garbage.write_bytes(b"this is not a backup\n" * 100)
+    message = _restore(tmp_path, garbage, PASSPHRASE, tmp_path / "new")
+    assert "is not a Tessera backup" in message
+
+
+def test_restore_into_non_empty_directory_is_refused(
+    tmp_path: Path, made_backup: Path
+) -> None:
+    """Restoring over anything is refused, and what was there stays."""
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    message = _restore(tmp_path, made_backup, PASSPHRASE, target)
+    assert f"the data directory {target} is not empty" in message
+    assert sorted(path.name for path in target.iterdir()) == ["notes.txt"]
+
+
+def test_keys_are_encrypted_and_passphrase_is_never_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The archive holds only encrypted keys and not the passphrase; neither
+    logs nor output of backup and restore show it."""
+    caplog.set_level(logging.DEBUG)
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    data_dir = tmp_path / "old"
+    with _running(_settings(data_dir)) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        assert (
+            tessera(
+                [
+                    "backup",
+                    "create",
+                    "--data-dir",
+                    str(data_dir),
+                    "--out",
+                    str(archive),
+                    "--passphrase-file",
+                    str(passphrase_file),
+                ]
+            )
+            == 0
+        )
+    assert archive.stat().st_mode & 0o077 == 0
+    with tarfile.open(archive, "r:gz") as opened:
+        keys = [info for info in opened if info.name.startswith("keys/")]
+        # The root, the frontdoor's intermediate and its OCSP responder.
+        assert len(keys) == 3
+        for info in keys:
+            handle = opened.extractfile(info)
+            assert handle is not None
+            assert handle.read().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    plain = b"".join(path.read_bytes() for path in (data_dir / "keys").iterdir())
+    assert b"BEGIN PRIVATE KEY" in plain
+    with tarfile.open(archive, "r:gz") as opened:
+        everything = b"".join(
+            opened.extractfile(info).read()  # type: ignore[union-attr]
+            for info in opened
+        )
+    assert b"BEGIN PRIVATE KEY" not in everything
+    assert PASSPHRASE.encode() not in everything
+
+    assert (
+        tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(tmp_path / "new"),
+                "--passphrase-file",
+                str(passphrase_file),
+                "--no-fetch",
+            ]
+        )
+        == 0
+    )
+    restored = sorted((tmp_path / "new" / "keys").iterdir())
+    assert len(restored) == 3
+    assert all(path.stat().st_mode & 0o077 == 0 for path in restored)
+    captured = capfd.readouterr()
+    assert PASSPHRASE not in captured.out + captured.err
+    assert PASSPHRASE not in caplog.text
+
+
+def test_backup_refuses_existing_output_file(tmp_path: Path) -> None:
+    """An existing file is never overwritten by a backup."""
+    settings = _settings(tmp_path / "old")
+    with _running(settings):
+        out = tmp_path / "exists.backup"
+        out.write_text("keep me")
+        with pytest.raises(backup.BackupError, match="exists"):
+            backup.create_backup(settings, out, PASSPHRASE.encode())
+        assert out.read_text() == "keep me"
+
+
+def test_backup_of_missing_installation_is_refused(tmp_path: Path) -> None:
+    """Backing up a data directory without a database says where to point."""
+    settings = _settings(tmp_path / "nothing")
+    with pytest.raises(backup.BackupError, match="there is no Tessera database"):
+        backup.create_backup(settings, tmp_path / "out.backup", b"x")
+    assert not (tmp_path / "out.backup").exists()
+
+
+def test_restored_directory_starts_with_the_same_records(tmp_path: Path) -> None:
+    """Frontdoors, certificates and revocations read the same after a restore."""
+    settings = _settings(tmp_path / "old")
+    with _running(settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        issued = clients.issue(FRONTDOOR)
+        clients.revoke(issued.record.fingerprint_sha256, reason=3)
+        clients.issue(FRONTDOOR)
+        before = clients.snapshot()
+        archive = tmp_path / "tessera.backup"
+        backup.create_backup(settings, archive, PASSPHRASE.encode())
+    restored = _settings(tmp_path / "new")
+    summary = backup.restore_backup(
+        archive,
+        restored,
+        PASSPHRASE.encode(),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    assert summary.reapplied == ()
+    with _running(restored) as (_, clients):
+        after = clients.snapshot()
+        verdict = clients.validate([issued.certificate], FRONTDOOR)
+    assert after == before
+    assert _REVOKED in verdict.reasons
+
+
+# PostgreSQL -------------------------------------------------------------------
+
+
+@pytest.fixture
+def second_postgres_url(postgres_base_url: str) -> Iterator[str]:
+    """Another fresh schema, to restore into."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_base_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in postgres_base_url else "?"
+    yield f"{postgres_base_url}{separator}options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    engine.dispose()
+
+
+def _on_postgres(data_dir: Path, url: str) -> Any:
+    settings = _settings(data_dir)
+    return settings.model_copy(
+        update={
+            "audit_database_url": url,
+            "issuer": settings.issuer.model_copy(update={"database_url": url}),
+            "registry": settings.registry.model_copy(update={"database_url": url}),
+        }
+    )
+
+
+@pytest.mark.slow
+def test_postgresql_backup_during_issuance_restores_into_an_empty_database(
+    tmp_path: Path, postgres_url: str, second_postgres_url: str
+) -> None:
+    """On PostgreSQL the backup is one REPEATABLE READ snapshot taken while
+    another thread issues; restored into an empty database, every
+    certificate acknowledged before it is there, revocations answer as
+    before, and new rows get fresh ids (the sequences moved on)."""
+    old_settings = _on_postgres(tmp_path / "old", postgres_url)
+    archive = tmp_path / "tessera.backup"
+    with _running(old_settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        revoked = clients.issue(FRONTDOOR)
+        clients.revoke(revoked.record.fingerprint_sha256, reason=1)
+        acknowledged: list[str] = []
+        stop = threading.Event()
+
+        def issue_continuously() -> None:
+            while not stop.is_set():
+                acknowledged.append(clients.issue(FRONTDOOR).record.fingerprint_sha256)
+
+        worker = threading.Thread(target=issue_continuously)
+        worker.start()
+        try:
+            assert eventually(lambda: len(acknowledged) >= 3)
+            before_backup = list(acknowledged)
+            backup.create_backup(old_settings, archive, PASSPHRASE.encode())
+        finally:
+            stop.set()
+            worker.join(timeout=60)
+
+    # Restoring into a database that holds anything is refused.
+    with pytest.raises(backup.BackupError, match="already holds tables"):
+        backup.restore_backup(
+            archive,
+            _on_postgres(tmp_path / "other", postgres_url),
+            PASSPHRASE.encode(),
+            backup.RevocationSources(fetch=False),
+            actor="test",
+        )
+    assert not (tmp_path / "other").exists()
+
+    restored = _on_postgres(tmp_path / "new", second_postgres_url)
+    backup.restore_backup(
+        archive,
+        restored,
+        PASSPHRASE.encode(),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    with _running(restored) as (_, clients):
+        assert set(before_backup) <= _fingerprints(clients)
+        verdict = clients.validate([revoked.certificate], FRONTDOOR)
+        assert _REVOKED in verdict.reasons
+        fresh = clients.issue(FRONTDOOR)
+        assert clients.validate([fresh.certificate], FRONTDOOR).valid
+        clients.revoke(fresh.record.fingerprint_sha256)
+        # The "valid" verdict just given is dropped when the revocation
+        # arrives on the registry's stream, a moment after the answer.
+        assert eventually(
+            lambda: (
+                _REVOKED in clients.validate([fresh.certificate], FRONTDOOR).reasons
+            ),
+            timeout=5,
+        )
+
+    # The table dump is portable: it restores into SQLite as well.
+    into_sqlite = _settings(tmp_path / "sqlite")
+    backup.restore_backup(
+        archive,
+        into_sqlite,
+        PASSPHRASE.encode(),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    with _running(into_sqlite) as (_, clients):
+        assert set(before_backup) <= _fingerprints(clients)
+        assert _REVOKED in clients.validate([revoked.certificate], FRONTDOOR).reasons
+        assert clients.validate([clients.issue(FRONTDOOR).certificate], FRONTDOOR)
+
+
+def test_hsm_keys_are_referenced_not_copied(
+    tmp_path: Path, softhsm: SoftHsmToken
+) -> None:
+    """A root key in an HSM stays there: the backup names its URI and holds
+    only the software keys; the restored suite signs with the HSM's root."""
+    root_uri = softhsm.key_uri("root")
+    old_settings = _settings(tmp_path / "old").model_copy(
+        update={
+            "issuer": _settings(tmp_path / "old").issuer.model_copy(
+                update={"root_key_uri": root_uri}
+            )
+        }
+    )
+    archive = tmp_path / "tessera.backup"
+    with _running(old_settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        issued = clients.issue(FRONTDOOR)
+        summary = backup.create_backup(old_settings, archive, PASSPHRASE.encode())
+    assert summary.referenced_keys == (root_uri,)
+    assert not any("root" in uri for uri in summary.keys)
+    with tarfile.open(archive, "r:gz") as opened:
+        assert len([info for info in opened if info.name.startswith("keys/")]) == 2
+
+    restored = old_settings.model_copy(update={"data_dir": tmp_path / "new"})
+    result = backup.restore_backup(
+        archive,
+        restored,
+        PASSPHRASE.encode(),
+        backup.RevocationSources(fetch=False),
+        actor="test",
+    )
+    assert any(root_uri in line for line in result.referenced_keys)
+    with _running(restored) as (_, clients):
+        assert clients.validate([issued.certificate], FRONTDOOR).valid
+        clients.create_frontdoor("second")
+        fresh = clients.issue("second")
+        assert clients.validate([fresh.certificate], "second").valid
+
+
+def test_forged_crl_is_ignored(tmp_path: Path, made_backup: Path) -> None:
+    """A CRL naming a CA of the backup but signed by another key re-applies
+    nothing; the restore says why it ignored it."""
+    with tarfile.open(made_backup, "r:gz") as opened:
+        pems = [
+            opened.extractfile(info).read()  # type: ignore[union-attr]
+            for info in opened
+            if info.name.startswith("ca/") and "intermediate" in info.name
+        ]
+    intermediate = x509.load_pem_x509_certificate(pems[0])
+    key_id = intermediate.extensions.get_extension_for_class(
+        x509.SubjectKeyIdentifier
+    ).value
+    forger = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    forged = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(intermediate.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(key_id),
+            critical=False,
+        )
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(12345)
+            .revocation_date(now)
+            .build()
+        )
+        .sign(forger, hashes.SHA256())
+    )
+    crl_file = tmp_path / "forged.crl"
+    crl_file.write_bytes(forged.public_bytes(Encoding.DER))
+
+    summary = backup.restore_backup(
+        made_backup,
+        _settings(tmp_path / "new"),
+        PASSPHRASE.encode(),
+        backup.RevocationSources(crl_files=(crl_file,), fetch=False),
+        actor="test",
+    )
+    assert summary.reapplied == ()
+    assert summary.unresolved == ()
+    assert summary.source_problems == (
+        f"the signature of CRL file {crl_file} does not verify with its CA's key; "
+        "ignored",
+    )
