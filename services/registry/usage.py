@@ -219,7 +219,7 @@ def _ids(
     session: Session, key: Any, identifier: Any, wanted: set[str]
 ) -> dict[str, int]:
     rows = session.execute(sa.select(key, identifier).where(key.in_(sorted(wanted))))
-    return {str(name): int(row_id) for name, row_id in rows.tuples()}
+    return {str(name): int(row_id) for name, row_id in rows}
 
 
 def _upsert(session: Session) -> Any:
