@@ -312,7 +312,9 @@ def test_concurrent_reports_lose_no_update_and_do_not_deadlock(
 ) -> None:
     """Eight reporters send overlapping batches in shuffled order at once;
     every row ends at the latest time anyone reported for it."""
-    fingerprints = [clients.issue(FRONTDOOR).record.fingerprint_sha256 for _ in range(6)]
+    fingerprints = [
+        clients.issue(FRONTDOOR).record.fingerprint_sha256 for _ in range(6)
+    ]
     clients.create_frontdoor("billing")
     base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
     keys = [(fp, door) for fp in fingerprints for door in (FRONTDOOR, "billing")]
@@ -322,7 +324,7 @@ def test_concurrent_reports_lose_no_update_and_do_not_deadlock(
     start = threading.Barrier(8)
 
     def reporter(seed: int) -> None:
-        chooser = random.Random(seed)
+        chooser = random.Random(seed)  # noqa: S311 (test data, not secrets)
         try:
             start.wait()
             for _ in range(15):
