@@ -75,6 +75,7 @@ from services.validator.server import SERVICE_NAME as VALIDATOR_SERVICE
 from services.validator.server import ValidatorServicer
 from services.validator.service import Validator
 from services.validator.trust import TrustStores
+from services.validator.usage import UsageReporter
 from services.validator.verdicts import VerdictCache
 from signers.api import SignerContext
 from tessera.issuer.v1 import issuer_pb2_grpc
@@ -113,6 +114,8 @@ class Suite:
     # The issuer's OCSP responder and, in delegated mode, its responders.
     ocsp_responder: OcspResponder | None = None
     ocsp_delegated: DelegatedResponders | None = None
+    # The validator's usage reporter, when the validator runs and reports.
+    usage_reporter: UsageReporter | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
@@ -551,6 +554,13 @@ def _start_validator(
         subscriber.start()
         suite._streams.append(subscriber.stop)
         suite.revocation_subscriber = subscriber
+    if settings.validator.usage_report_seconds:
+        usage = UsageReporter(registry, clock, settings.validator.usage_max_entries)
+        usage.start(dt.timedelta(seconds=settings.validator.usage_report_seconds))
+        # A stream of sorts: its last report must reach a registry that may
+        # stop with this suite, so it ends before the servers.
+        suite._streams.append(usage.stop)
+        suite.usage_reporter = usage
     # Verdicts are only reused while revocation events can reach them.
     servicer = ValidatorServicer(
         Validator(
@@ -558,6 +568,7 @@ def _start_validator(
             revocation,
             clock,
             verdicts if settings.validator.revocation_stream else None,
+            suite.usage_reporter,
         )
     )
     suite.servers["validator"] = start_server(

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from services.cli import backup as backup_cli
-from services.cli import nginx
+from services.cli import nginx, usage
 from services.common import identifiers
 from services.common.audit import verify_chain
 from services.common.config import (
@@ -1213,6 +1213,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _certificate_selector_options(show_cert)
     show_cert.set_defaults(run=_cert_show)
+    usage.add_unused_command(cert, [anywhere], _registry)
 
     revocations = _group(commands, "revocations", "follow the revocation log")
     watch = revocations.add_parser(

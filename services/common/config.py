@@ -214,6 +214,13 @@ class ValidatorConfig(_Section):
     # (services/validator/verdicts.py); revocation events drop it sooner.
     # This bounds enforcement should the stream stall; 0 switches it off.
     verdict_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    # Usage reports (services/validator/usage.py): every this many seconds,
+    # and at shutdown, the validator tells the registry which certificates it
+    # accepted at which frontdoor, and when last; 0 switches reporting off.
+    # Between reports it remembers at most usage_max_entries certificate and
+    # frontdoor pairs (about 200 bytes each) and counts what it must drop.
+    usage_report_seconds: float = Field(default=5.0, ge=0, le=3600)
+    usage_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
 
 
 class KeyPolicyConfig(_Section):

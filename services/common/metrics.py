@@ -85,6 +85,34 @@ OCSP_CERTIFICATE_STATUSES = Counter(
     ["status"],
 )
 
+USAGE_REPORTS = Counter(
+    "tessera_usage_reports_total",
+    "Usage reports (ReportUsage calls) this validator made, by outcome: sent or "
+    "failed (the entries wait for the next flush).",
+    ["outcome"],
+)
+USAGE_ENTRIES_REPORTED = Counter(
+    "tessera_usage_entries_reported_total",
+    "Certificate usage entries (certificate, frontdoor, last seen) this validator "
+    "delivered to the registry.",
+)
+USAGE_ENTRIES_DROPPED = Counter(
+    "tessera_usage_entries_dropped_total",
+    "Certificate usage entries this validator dropped because its buffer held "
+    "validator.usage_max_entries already (the registry was unreachable for long, "
+    "or more distinct certificates were seen than the buffer holds).",
+)
+USAGE_ENTRIES_PENDING = Gauge(
+    "tessera_usage_entries_pending",
+    "Certificate usage entries this validator holds for its next report.",
+)
+USAGE_ENTRIES_RECEIVED = Counter(
+    "tessera_usage_entries_received_total",
+    "Usage entries the registry received, by result: recorded, "
+    "unknown_certificate or unknown_frontdoor (both ignored).",
+    ["result"],
+)
+
 
 def serve_metrics(listen: str) -> None:
     """Serve /metrics on ``host:port`` in a background thread."""

@@ -162,3 +162,13 @@ class RegistryClient:
         )
         with calling(_SERVICE):
             return self._stub.GetCertificate(request, timeout=self._timeout)
+
+    def report_usage(
+        self,
+        usage: list[registry_pb2.CertificateUsage],
+        timeout: float | None = None,
+    ) -> registry_pb2.ReportUsageResponse:
+        """Tell the registry when certificates were last accepted, and where."""
+        request = registry_pb2.ReportUsageRequest(usage=usage)
+        with calling(_SERVICE):
+            return self._stub.ReportUsage(request, timeout=timeout or self._timeout)

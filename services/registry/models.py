@@ -125,3 +125,19 @@ class SecretRow(RegistryBase):
 
     name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+
+class CertificateUsageRow(RegistryBase):
+    """When validators last accepted a certificate at a frontdoor
+    (``services/registry/usage.py``); one row per certificate and frontdoor."""
+
+    __tablename__ = "certificate_usage"
+
+    certificate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("certificates.id", ondelete="CASCADE"), primary_key=True
+    )
+    frontdoor_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("frontdoors.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Only ever moves forward, and never past the registry's clock.
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -6,12 +6,14 @@ from collections.abc import Iterator
 
 import grpc
 
+from services.common import metrics
 from services.common.certificate_facts import request_timestamp
 from services.common.errors import InvalidArgument
 from services.common.logging import get_logger
 from services.registry.cache_sync import CacheSync
 from services.registry.revocation_bus import BusUnavailable, RevocationBus
 from services.registry.store import CertificateSelector, RegistryStore
+from services.registry.usage import check_report
 from services.registry.watch import RevocationWatch
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
@@ -107,7 +109,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         context: grpc.ServicerContext,
     ) -> registry_pb2.ListCertificatesResponse:
         records, next_token = self._store.list_certificates(
-            request.frontdoor, request.status, request.page_size, request.page_token
+            request.frontdoor,
+            request.status,
+            request.page_size,
+            request.page_token,
+            request.usage,
         )
         return registry_pb2.ListCertificatesResponse(
             certificates=records, next_page_token=next_token
@@ -208,3 +214,26 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         context: grpc.ServicerContext,
     ) -> Iterator[registry_pb2.RevocationEvent]:
         yield from self._watch.stream(request.from_sequence, context)
+
+    def ReportUsage(
+        self,
+        request: registry_pb2.ReportUsageRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ReportUsageResponse:
+        outcome = self._store.usage.record(check_report(request.usage))
+        for result, count in (
+            ("recorded", outcome.recorded),
+            ("unknown_certificate", outcome.unknown_certificates),
+            ("unknown_frontdoor", outcome.unknown_frontdoors),
+        ):
+            if count:
+                metrics.USAGE_ENTRIES_RECEIVED.labels(result=result).inc(count)
+        if outcome.clamped_to_now:
+            _log.warning(
+                "usage report with last-seen times ahead of this registry's clock; "
+                "they were stored as the current time. Check the reporting "
+                "validator's clock",
+                entries=outcome.clamped_to_now,
+                peer=context.peer(),
+            )
+        return outcome.message()

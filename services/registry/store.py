@@ -56,6 +56,12 @@ from services.registry.models import (
     TrustAnchorRow,
 )
 from services.registry.page_tokens import PageTokens
+from services.registry.usage import (
+    UsageRecords,
+    check_usage_filter,
+    fill_last_use,
+    filter_usage,
+)
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
 
@@ -126,6 +132,7 @@ class RegistryStore:
         self._clock = clock
         self._key_policy = key_policy
         self._page_tokens = PageTokens(self._page_token_key())
+        self.usage = UsageRecords(database, clock)
 
     # Frontdoors ---------------------------------------------------------
 
@@ -317,14 +324,18 @@ class RegistryStore:
         status: common_pb2.CertificateStatus,
         page_size: int,
         page_token: str,
+        usage: int = 0,
     ) -> tuple[list[common_pb2.CertificateRecord], str]:
         """A page of certificates in recording order, and the next page's token."""
         if status and status not in common_pb2.CertificateStatus.values():
             raise InvalidArgument(f"status {status} is not a certificate status")
         if page_size > MAX_PAGE_SIZE:
             raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
+        check_usage_filter(usage)
         page_size = page_size or DEFAULT_PAGE_SIZE
         query = f"frontdoor={frontdoor};status={status}"
+        if usage:
+            query += f";usage={usage}"
         after_id = self._page_tokens.read(page_token, query) if page_token else 0
         now = self._clock.now()
 
@@ -336,6 +347,7 @@ class RegistryStore:
                     == _require_frontdoor(session, frontdoor).id
                 )
             statement = _filter_status(statement, status, now)
+            statement = filter_usage(statement, usage)
             rows = session.scalars(
                 statement.order_by(CertificateRow.id).limit(page_size + 1)
             ).all()
@@ -711,6 +723,7 @@ class RegistryStore:
             )
             if revocation is not None:
                 record.revocation.CopyFrom(_revocation_message(revocation))
+        fill_last_use(session, row.id, record)
         return record
 
     def _page_token_key(self) -> bytes:

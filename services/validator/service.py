@@ -16,6 +16,7 @@ from services.common.revocation_reasons import rfc_name
 from services.validator.chain import OK, UNTRUSTED_ISSUER, issued_by
 from services.validator.revocation import RevocationChecker, Status
 from services.validator.trust import FrontdoorTrust, TrustStores, WithdrawnAnchor
+from services.validator.usage import UsageReporter
 from services.validator.verdicts import VerdictCache
 from tessera.common.v1 import common_pb2
 from tessera.validator.v1 import validator_pb2
@@ -34,11 +35,13 @@ class Validator:
         revocation: RevocationChecker,
         clock: Clock,
         verdicts: VerdictCache | None = None,
+        usage: UsageReporter | None = None,
     ) -> None:
         self._trust_stores = trust_stores
         self._revocation = revocation
         self._clock = clock
         self._verdicts = verdicts
+        self._usage = usage
 
     def validate(
         self, chain: Sequence[bytes], frontdoor: str
@@ -66,6 +69,8 @@ class Validator:
             verdict = self._verdicts.get(frontdoor, chain)
         if verdict is None:
             verdict = self._verdict(chain, frontdoor, generation)
+        if verdict.valid and self._usage is not None:
+            self._usage.seen(verdict.identity.fingerprint_sha256, frontdoor)
         metrics.VERDICTS.labels(
             frontdoor=frontdoor if verdict.reasons[0] != _FRONTDOOR_UNKNOWN else "",
             reason=common_pb2.ValidationReason.Name(verdict.reasons[0]),

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from services.cli.main import main
-from services.suite import Suite
-from tests.support import free_port
+from services.suite import Suite, start_suite
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2
+from tests.support import Clients, free_port, suite_settings
 
 
 def _addresses(suite: Suite) -> list[str]:
@@ -147,3 +149,46 @@ def test_numbers_out_of_range_are_refused_before_any_call(
     error = capsys.readouterr().err
     assert "is outside" in error or "is not a whole number" in error
     assert "Traceback" not in error
+
+
+def test_cert_unused_lists_client_certificates_no_validator_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The accepted certificate is missing from the list once reported; the
+    one never presented is there; intermediates are not listed."""
+    suite = start_suite(
+        suite_settings(tmp_path / "data", validator={"usage_report_seconds": 3600})
+    )
+    clients = Clients.connect(
+        suite.address("issuer"), suite.address("registry"), suite.address("validator")
+    )
+    try:
+        clients.create_frontdoor("payments")
+        used = clients.issue("payments")
+        unused = clients.issue("payments")
+        assert clients.validate([used.certificate], "payments").valid
+        assert suite.usage_reporter is not None
+        assert suite.usage_reporter.flush() == 1
+        intermediates = [
+            record.serial_number
+            for record in clients.registry.ListCertificates(
+                registry_pb2.ListCertificatesRequest()
+            ).certificates
+            if record.kind != common_pb2.CERTIFICATE_KIND_CLIENT
+        ]
+
+        code = main([*_addresses(suite), "cert", "unused", "--frontdoor", "payments"])
+        table = capsys.readouterr().out
+        assert main([*_addresses(suite), "cert", "unused", "--json"]) == 0
+        listed = capsys.readouterr().out
+    finally:
+        clients.close()
+        suite.stop()
+
+    assert code == 0
+    assert unused.record.serial_number in table
+    assert used.record.serial_number not in table
+    assert intermediates
+    assert not any(serial in table for serial in intermediates)
+    assert unused.record.fingerprint_sha256 in listed
+    assert used.record.fingerprint_sha256 not in listed

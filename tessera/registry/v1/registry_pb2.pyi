@@ -13,6 +13,15 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class UsageFilter(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_FILTER_ANY: _ClassVar[UsageFilter]
+    USAGE_FILTER_NEVER_USED: _ClassVar[UsageFilter]
+    USAGE_FILTER_USED: _ClassVar[UsageFilter]
+USAGE_FILTER_ANY: UsageFilter
+USAGE_FILTER_NEVER_USED: UsageFilter
+USAGE_FILTER_USED: UsageFilter
+
 class RegisterFrontdoorRequest(_message.Message):
     __slots__ = ("name", "settings", "intermediate")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -120,16 +129,18 @@ class SerialInIssuer(_message.Message):
     def __init__(self, issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
 
 class ListCertificatesRequest(_message.Message):
-    __slots__ = ("frontdoor", "status", "page_size", "page_token")
+    __slots__ = ("frontdoor", "status", "page_size", "page_token", "usage")
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     frontdoor: str
     status: _common_pb2.CertificateStatus
     page_size: int
     page_token: str
-    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    usage: UsageFilter
+    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., usage: _Optional[_Union[UsageFilter, str]] = ...) -> None: ...
 
 class ListCertificatesResponse(_message.Message):
     __slots__ = ("certificates", "next_page_token")
@@ -252,3 +263,31 @@ class WatchHeartbeat(_message.Message):
     interval: _duration_pb2.Duration
     sent_at: _timestamp_pb2.Timestamp
     def __init__(self, last_sequence: _Optional[int] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CertificateUsage(_message.Message):
+    __slots__ = ("fingerprint_sha256", "frontdoor", "last_seen_at")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    frontdoor: str
+    last_seen_at: _timestamp_pb2.Timestamp
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., frontdoor: _Optional[str] = ..., last_seen_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReportUsageRequest(_message.Message):
+    __slots__ = ("usage",)
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    usage: _containers.RepeatedCompositeFieldContainer[CertificateUsage]
+    def __init__(self, usage: _Optional[_Iterable[_Union[CertificateUsage, _Mapping]]] = ...) -> None: ...
+
+class ReportUsageResponse(_message.Message):
+    __slots__ = ("recorded", "unknown_certificates", "unknown_frontdoors", "clamped_to_now")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FRONTDOORS_FIELD_NUMBER: _ClassVar[int]
+    CLAMPED_TO_NOW_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    unknown_certificates: int
+    unknown_frontdoors: int
+    clamped_to_now: int
+    def __init__(self, recorded: _Optional[int] = ..., unknown_certificates: _Optional[int] = ..., unknown_frontdoors: _Optional[int] = ..., clamped_to_now: _Optional[int] = ...) -> None: ...

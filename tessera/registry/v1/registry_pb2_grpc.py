@@ -105,6 +105,11 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationEvent.FromString,
                 _registered_method=True)
+        self.ReportUsage = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/ReportUsage',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -215,6 +220,17 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportUsage(self, request, context):
+        """Records when and at which frontdoor validators last accepted
+        certificates, in batches of at most 1000 entries. Last-seen times only
+        move forward; entries naming a certificate or frontdoor the registry
+        does not know are counted and ignored; times ahead of the registry's
+        clock are stored as its current time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -287,6 +303,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.WatchRevocations,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationEvent.SerializeToString,
+            ),
+            'ReportUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportUsage,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -667,6 +688,33 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/WatchRevocations',
             tessera_dot_registry_dot_v1_dot_registry__pb2.WatchRevocationsRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/ReportUsage',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
