@@ -61,6 +61,8 @@ WORKERS = 2
 _START_TIMEOUT = 60.0
 FRONTDOOR = "bench"
 NONCE_OCTETS = 16
+# The checkout this benchmark belongs to.
+_ROOT = Path(__file__).resolve().parents[1]
 
 # wrk's request body: the request file as is, or with the nonce's octets
 # replaced by random ones in every request.
@@ -418,6 +420,12 @@ def _publication_processes(
         "TESSERA_ISSUER__REGISTRY_ADDRESS": registry,
         "TESSERA_ISSUER__PUBLICATION_LISTEN": listen,
         "TESSERA_ISSUER__PUBLICATION_SHARED_PORT": "true",
+        # The ``tessera`` script imports the package its environment was
+        # installed from; this makes the processes run the code beside this
+        # benchmark (a second checkout, say) instead.
+        "PYTHONPATH": os.pathsep.join(
+            [str(_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
     }
     processes = []
     logs = []
