@@ -1,7 +1,7 @@
 """OCSP responses per second: Tessera's responder next to ``openssl ocsp``.
 
-    .venv/bin/python -m benchmarks.ocsp                # full size (10 s a run)
-    .venv/bin/python -m benchmarks.ocsp --seconds 2    # a quick look
+    .venv/bin/python -m benchmarks.ocsp              # full size (3 rounds, 10 s a run)
+    .venv/bin/python -m benchmarks.ocsp --seconds 2 --rounds 1      # a quick look
 
 One run, one load client for both: ``wrk`` with 16 concurrent HTTP/1.1
 connections on loopback POSTs an OCSP request for the same certificate to
@@ -18,8 +18,12 @@ connections on loopback POSTs an OCSP request for the same certificate to
 first without nonce (Tessera answers from its pre-signed responses), then
 with a fresh random 16-octet nonce in every request (both sign each
 response). Before each series one request is checked: a successful response
-saying "good", echoing the nonce when there is one. Targets: Tessera at
-least 2x openssl without nonce and at least 1x with nonce.
+saying "good", echoing the nonce when there is one. On a machine that
+other work shares, the load moves while a run goes on, so the series are
+repeated in rounds, the two responders in turns (which one goes first
+alternates), and each rate and ratio printed is the median over the rounds.
+Targets: Tessera at least 2x openssl without nonce and at least 1x with
+nonce.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import itertools
 import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +60,7 @@ from services.suite import start_suite
 from tessera.issuer.v1 import issuer_pb2, issuer_pb2_grpc
 
 FULL_SECONDS = 10.0
+FULL_ROUNDS = 3
 CONNECTIONS = 16
 THREADS = 2
 # openssl's -multi; Tessera gets as many publication processes.
@@ -104,6 +111,7 @@ class Series:
     nonce: bool
     requests_per_second: float
     errors: str
+    round: int = 0
 
     def line(self) -> str:
         kind = "nonce   " if self.nonce else "no nonce"
@@ -116,32 +124,67 @@ class Series:
 
 @dataclasses.dataclass(frozen=True)
 class Report:
-    """Both responders, without and with nonce."""
+    """Both responders, without and with nonce, in one or more rounds."""
 
     series: list[Series]
     seconds: float
 
-    def rate(self, responder: str, nonce: bool) -> float:
-        (found,) = [
-            each
+    @property
+    def rounds(self) -> int:
+        return len({each.round for each in self.series})
+
+    def _rates(self, responder: str, nonce: bool) -> dict[int, float]:
+        return {
+            each.round: each.requests_per_second
             for each in self.series
             if each.responder == responder and each.nonce == nonce
+        }
+
+    def rate(self, responder: str, nonce: bool) -> float:
+        """The median rate over the rounds."""
+        return statistics.median(self._rates(responder, nonce).values())
+
+    def ratios(self, nonce: bool) -> list[float]:
+        """Tessera's rate over openssl's, round by round."""
+        tessera = self._rates("tessera", nonce)
+        openssl = self._rates("openssl", nonce)
+        return [
+            tessera[number] / max(openssl[number], 1e-9) for number in sorted(tessera)
         ]
-        return found.requests_per_second
 
     def ratio(self, nonce: bool) -> float:
-        return self.rate("tessera", nonce) / max(self.rate("openssl", nonce), 1e-9)
+        """The median of the rounds' ratios."""
+        return statistics.median(self.ratios(nonce))
 
     def text(self) -> str:
+        rounds = self.rounds
         lines = [
             f"OCSP responses per second, wrk {CONNECTIONS} connections, "
-            f"{self.seconds:g} s a run, loopback:",
-            *(each.line() for each in self.series),
-            f"  ratio tessera/openssl without nonce: {self.ratio(False):.2f} "
-            "(target >= 2)",
-            f"  ratio tessera/openssl with nonce:    {self.ratio(True):.2f} "
-            "(target >= 1)",
+            f"{self.seconds:g} s a run, loopback"
+            + (f", median of {rounds} rounds:" if rounds > 1 else ":"),
         ]
+        for nonce in (False, True):
+            for responder in ("openssl", "tessera"):
+                errors = "; ".join(
+                    each.errors
+                    for each in self.series
+                    if each.responder == responder and each.nonce == nonce
+                    if each.errors
+                )
+                rate = self.rate(responder, nonce)
+                lines.append(Series(responder, nonce, rate, errors).line())
+        for nonce, label, target in (
+            (False, "without nonce:", 2),
+            (True, "with nonce:", 1),
+        ):
+            each_round = ""
+            if rounds > 1:
+                listed = ", ".join(f"{ratio:.2f}" for ratio in self.ratios(nonce))
+                each_round = f" (rounds: {listed})"
+            lines.append(
+                f"  ratio tessera/openssl {label:15}{self.ratio(nonce):.2f} "
+                f"(target >= {target}){each_round}"
+            )
         return "\n".join(lines)
 
 
@@ -337,8 +380,8 @@ def _wrk(
     return float(rate.group(1)), "; ".join(errors)
 
 
-def run(seconds: float = FULL_SECONDS) -> Report:
-    """Measure both responders, without and with nonce."""
+def run(seconds: float = FULL_SECONDS, rounds: int = 1) -> Report:
+    """Measure both responders, without and with nonce, ``rounds`` times."""
     if shutil.which("wrk") is None or shutil.which("openssl") is None:
         raise RuntimeError(
             "the OCSP benchmark needs wrk and openssl; scripts/setup.sh --test "
@@ -372,9 +415,14 @@ def run(seconds: float = FULL_SECONDS) -> Report:
             with_nonce = _request(certificate, issuer, marker)
             offset = with_nonce.index(marker)
             series = []
-            for nonce in (False, True):
+            for number, nonce in itertools.product(range(rounds), (False, True)):
                 body = with_nonce if nonce else plain
-                for responder in ("openssl", "tessera"):
+                # Turn about, so that a load that grows or shrinks during
+                # the run does not always favour the same responder.
+                order = ("openssl", "tessera")
+                if number % 2:
+                    order = ("tessera", "openssl")
+                for responder in order:
                     # openssl 3.0's workers spin once wrk drops its kept-alive
                     # connections, so each series gets a fresh responder.
                     openssl = None
@@ -391,7 +439,7 @@ def run(seconds: float = FULL_SECONDS) -> Report:
                     finally:
                         if openssl is not None:
                             _stop(openssl)
-                    series.append(Series(responder, nonce, rate, errors))
+                    series.append(Series(responder, nonce, rate, errors, number))
         finally:
             for process in publications:
                 process.terminate()
@@ -461,9 +509,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=FULL_SECONDS,
         help=f"duration of each wrk run (default {FULL_SECONDS:g})",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=FULL_ROUNDS,
+        help=f"rounds of the four series, medians reported (default {FULL_ROUNDS})",
+    )
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     configure_logging("console", "warning")
-    print(run(args.seconds).text())
+    print(run(args.seconds, args.rounds).text())
     return 0
 
 
