@@ -112,13 +112,16 @@ class Series:
     requests_per_second: float
     errors: str
     round: int = 0
+    # User and system CPU time the responder's processes spent on each
+    # response, in microseconds: what a busy machine moves less than rates.
+    cpu_per_response: float = 0.0
 
     def line(self) -> str:
         kind = "nonce   " if self.nonce else "no nonce"
         trouble = f" ({self.errors})" if self.errors else ""
         return (
             f"  {self.responder:8} {kind}: {self.requests_per_second:9.0f} "
-            f"responses/s{trouble}"
+            f"responses/s, {self.cpu_per_response:5.0f} us CPU a response{trouble}"
         )
 
 
@@ -143,6 +146,14 @@ class Report:
     def rate(self, responder: str, nonce: bool) -> float:
         """The median rate over the rounds."""
         return statistics.median(self._rates(responder, nonce).values())
+
+    def cpu(self, responder: str, nonce: bool) -> float:
+        """The median CPU time a response over the rounds, microseconds."""
+        return statistics.median(
+            each.cpu_per_response
+            for each in self.series
+            if each.responder == responder and each.nonce == nonce
+        )
 
     def ratios(self, nonce: bool) -> list[float]:
         """Tessera's rate over openssl's, round by round."""
@@ -172,7 +183,10 @@ class Report:
                     if each.errors
                 )
                 rate = self.rate(responder, nonce)
-                lines.append(Series(responder, nonce, rate, errors).line())
+                cpu = self.cpu(responder, nonce)
+                lines.append(
+                    Series(responder, nonce, rate, errors, cpu_per_response=cpu).line()
+                )
         for nonce, label, target in (
             (False, "without nonce:", 2),
             (True, "with nonce:", 1),
@@ -331,6 +345,29 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=10)
 
 
+def _process_group(group: int) -> list[int]:
+    """The processes of a process group (openssl's leader and workers)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                if int(fields[2]) == group:
+                    members.append(int(entry.name))
+    return members
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            # utime and stime: fields 14 and 15 of proc(5), counted from 3 here.
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _wrk(
     url: str, body: bytes, nonce_offset: int, seconds: float, directory: Path
 ) -> tuple[float, str]:
@@ -433,13 +470,30 @@ def run(seconds: float = FULL_SECONDS, rounds: int = 1) -> Report:
                         )
                     try:
                         _check(url, body, marker if nonce else None)
+                        pids = (
+                            [process.pid for process in publications]
+                            if openssl is None
+                            else _process_group(openssl.pid)
+                        )
+                        cpu_before = _cpu_seconds(pids)
                         rate, errors = _wrk(
                             url, body, offset if nonce else -1, seconds, directory
                         )
+                        cpu = _cpu_seconds(pids) - cpu_before
                     finally:
                         if openssl is not None:
                             _stop(openssl)
-                    series.append(Series(responder, nonce, rate, errors, number))
+                    responses = max(rate * seconds, 1.0)
+                    series.append(
+                        Series(
+                            responder,
+                            nonce,
+                            rate,
+                            errors,
+                            number,
+                            cpu / responses * 1e6,
+                        )
+                    )
         finally:
             for process in publications:
                 process.terminate()
