@@ -22,6 +22,9 @@ saying "good", echoing the nonce when there is one. On a machine that
 other work shares, the load moves while a run goes on, so the series are
 repeated in rounds, the two responders in turns (which one goes first
 alternates), and each rate and ratio printed is the median over the rounds.
+Beside each rate it prints the user and system CPU time the responder's own
+processes spent a response (Tessera's publication processes, openssl's
+process group), which a busy machine moves less than the rates.
 Targets: Tessera at least 2x openssl without nonce and at least 1x with
 nonce.
 """
