@@ -62,3 +62,31 @@ def test_ocsp_benchmark_measures_both_responders() -> None:
     for series in report.series:
         assert series.requests_per_second > 50, report.text()
     assert report.ratio(nonce=False) > 0.33, report.text()
+
+
+def test_ocsp_report_takes_medians_over_rounds() -> None:
+    """With several rounds the report gives each rate's median and the
+    median of the rounds' own ratios (not a ratio of medians), and lists
+    every round's ratio."""
+    rates = {
+        # round: (openssl, tessera) without nonce, then with nonce
+        0: ((1000, 3000), (1000, 900)),
+        1: ((2000, 5000), (500, 700)),
+        2: ((1500, 3300), (800, 880)),
+    }
+    series = [
+        ocsp.Series(responder, nonce, rate, "", number)
+        for number, both in rates.items()
+        for nonce, pair in zip((False, True), both, strict=True)
+        for responder, rate in zip(("openssl", "tessera"), pair, strict=True)
+    ]
+    report = ocsp.Report(series, seconds=10)
+
+    assert report.rounds == 3
+    assert report.rate("openssl", nonce=True) == 800
+    assert report.rate("tessera", nonce=True) == 880
+    assert report.ratios(nonce=True) == [0.9, 1.4, 1.1]
+    assert report.ratio(nonce=True) == 1.1
+    assert report.ratio(nonce=False) == 2.5
+    assert "median of 3 rounds" in report.text()
+    assert "(rounds: 0.90, 1.40, 1.10)" in report.text()

@@ -1308,7 +1308,11 @@ class _BuilderPrefixes:
         this_update: dt.datetime,
         next_update: dt.datetime,
     ) -> x509_ocsp.OCSPResponseBuilder:
-        key = (responder, cert_id, status, this_update, next_update)
+        # The responder by identity: hashing and comparing a Certificate
+        # walks all its parsed fields, some microseconds on every response.
+        # The kept builder holds the certificate, so its id is not reused
+        # while the entry lives.
+        key = (id(responder), cert_id, status, this_update, next_update)
         builders = self._builders
         if self._this_update != this_update:
             # A new second: what was kept cannot be used any more.

@@ -125,6 +125,11 @@ async def _body(request: web.Request) -> bytes:
             f"the request is {encoding}-encoded; send the DER OCSPRequest as it is",
         )
     try:
+        if request.content.is_eof():
+            # The whole body arrived with the headers (a request of a few
+            # hundred bytes nearly always does): reading it cannot wait, so
+            # it needs no timer.
+            return await request.read()
         # asyncio.timeout, unlike wait_for, runs the read in this task
         # rather than in one of its own: cheaper on every POST.
         async with asyncio.timeout(BODY_SECONDS):
@@ -153,17 +158,22 @@ def _http_response(result: ocsp.OcspAnswer, now: dt.datetime) -> web.Response:
             "OCSP request refused", status=result.response_status, reason=result.reason
         )
     if result.next_update is None:
-        headers = {"Cache-Control": "no-store"}
-    else:
-        # RFC 5019 section 6.2: caches may keep the response until its
-        # nextUpdate, and no longer; Tessera allows them a minute at most.
-        max_age = cache_lifetime(result.next_update, now)
-        headers = {
-            "Cache-Control": f"max-age={max_age}, public, no-transform, "
-            "must-revalidate",
-            **result.http_validators,
-        }
-    return web.Response(body=result.der, content_type=OCSP_RESPONSE, headers=headers)
+        return web.Response(body=result.der, headers=_NOT_CACHEABLE)
+    # RFC 5019 section 6.2: caches may keep the response until its
+    # nextUpdate, and no longer; Tessera allows them a minute at most.
+    max_age = cache_lifetime(result.next_update, now)
+    headers = {
+        "Content-Type": OCSP_RESPONSE,
+        "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
+        **result.http_validators,
+    }
+    return web.Response(body=result.der, headers=headers)
+
+
+# The headers of every answer caches must not keep (nonce responses and
+# errors), made once (aiohttp copies them into each response); with the
+# content type among them, aiohttp need not assemble that header.
+_NOT_CACHEABLE = {"Content-Type": OCSP_RESPONSE, "Cache-Control": "no-store"}
 
 
 @functools.cache

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import gzip
 import hashlib
+import http.client
 import os
 import socket
 import sqlite3
@@ -827,6 +828,42 @@ def test_a_body_that_never_arrives_is_cut_off(
     )
 
 
+def test_a_body_sent_in_parts_within_the_limit_is_answered(
+    suite: Suite, clients: Clients, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body that has not arrived whole with the headers is waited for
+    (up to BODY_SECONDS) and answered once the rest comes, nonce echoed."""
+    monkeypatch.setattr(ocsp_http, "BODY_SECONDS", 3.0)
+    issued = issue(clients, tmp_path)
+    nonce = os.urandom(16)
+    body = request_der(
+        [cert_id(issued.intermediate, issued.certificate.serial_number)], nonce
+    )
+    assert suite.publication is not None
+    host, port = suite.publication.rsplit(":", 1)
+
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest("POST", "/ocsp")
+        connection.putheader("Content-Type", "application/ocsp-request")
+        connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body[:10])
+        time.sleep(0.5)
+        connection.send(body[10:])
+        reply = connection.getresponse()
+        status, content = reply.status, reply.read()
+    finally:
+        connection.close()
+
+    assert status == 200
+    answer = ocsp.load_der_ocsp_response(content)
+    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert answer.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == (
+        nonce
+    )
+
+
 def test_a_serial_longer_than_any_ca_issues_is_unknown(
     suite: Suite, clients: Clients, tmp_path: Path
 ) -> None:
@@ -923,3 +960,46 @@ def test_padded_requests_are_answered_but_not_remembered(
         assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
 
     assert len(responder._request_keys) == remembered
+
+
+def test_builder_prefixes_keep_responders_apart_within_one_second() -> None:
+    """Kept builders are looked up by the responder certificate's identity:
+    two responders (a renewal within the same second) never share one, and
+    each response names and is signed by its own responder."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    responders = []
+    for name in ("first", "second"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, name)])
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256())
+        )
+        responders.append((key, certificate))
+    prefixes = responder_module._BuilderPrefixes()
+    cert_id = responder_module.CertIdRequest(
+        responder_module.SHA1, b"\1" * 20, b"\2" * 20, 12345
+    )
+    status = responder_module.CertificateStatus(responder_module.GOOD)
+    next_update = now + dt.timedelta(hours=1)
+
+    for key, certificate in responders * 2:
+        builder = prefixes.builder(certificate, cert_id, status, now, next_update)
+        response = builder.sign(key, hashes.SHA256())
+        assert response.certificates == [certificate]
+        key.public_key().verify(
+            response.signature,
+            response.tbs_response_bytes,
+            ec.ECDSA(hashes.SHA256()),
+        )
+    first, second = (
+        prefixes.builder(certificate, cert_id, status, now, next_update)
+        for _, certificate in responders
+    )
+    assert first is not second
