@@ -574,8 +574,12 @@ class ExpiryMonitor:
         self._job.start()
 
     def stop(self) -> None:
+        """End the job, then hand the lease on so a replica continues at once."""
         if self._job is not None:
             self._job.stop(timeout_seconds=30)
+        with self._running:
+            self._clear_series()
+            self._lease.release()
 
     def _pass(self) -> None:
         report = self.run_once()
