@@ -102,25 +102,46 @@ def chain_expiry(session: Session, row: CertificateRow) -> ChainExpiry:
 
     Where several recorded CA certificates share the issuing key (a CA
     certificate re-issued for the same key), the chain can be built through
-    any of them, so the one valid longest counts.
+    any of them, so the one valid longest counts. Each CA's chain is looked
+    up once per session, so a page of records costs a query per CA, not per
+    record.
     """
-    earliest = ChainExpiry(row.not_valid_after, row.fingerprint)
-    current = row
-    for _ in range(_MAX_CHAIN_DEPTH):
-        if current.kind == "root" or current.issuer_key_id == current.subject_key_id:
-            break
-        issuer = session.scalar(
-            sa.select(CertificateRow)
-            .where(CertificateRow.subject_key_id == current.issuer_key_id)
-            .where(CertificateRow.kind.in_(_CA_KINDS))
-            .order_by(CertificateRow.not_valid_after.desc())
-            .limit(1)
-        )
-        if issuer is None:
-            break
-        if issuer.not_valid_after < earliest.not_valid_after:
-            earliest = ChainExpiry(issuer.not_valid_after, issuer.fingerprint)
-        current = issuer
+    own = ChainExpiry(row.not_valid_after, row.fingerprint)
+    if row.kind == "root" or row.issuer_key_id == row.subject_key_id:
+        return own
+    above = _issuer_chain(session, row.issuer_key_id, _MAX_CHAIN_DEPTH)
+    if above is not None and above.not_valid_after < own.not_valid_after:
+        return above
+    return own
+
+
+def _issuer_chain(session: Session, key_id: str, depth: int) -> ChainExpiry | None:
+    """The chain expiry of the CA with ``key_id``; None when none is recorded."""
+    known: dict[str, ChainExpiry | None] = session.info.setdefault(
+        "tessera.ca_chain_expiry", {}
+    )
+    if key_id in known:
+        return known[key_id]
+    # A cycle of cross-signed CAs, or a chain deeper than any Tessera makes,
+    # ends here.
+    known[key_id] = None
+    if depth == 0:
+        return None
+    issuer = session.scalar(
+        sa.select(CertificateRow)
+        .where(CertificateRow.subject_key_id == key_id)
+        .where(CertificateRow.kind.in_(_CA_KINDS))
+        .order_by(CertificateRow.not_valid_after.desc())
+        .limit(1)
+    )
+    if issuer is None:
+        return None
+    earliest = ChainExpiry(issuer.not_valid_after, issuer.fingerprint)
+    if issuer.kind != "root" and issuer.issuer_key_id != key_id:
+        above = _issuer_chain(session, issuer.issuer_key_id, depth - 1)
+        if above is not None and above.not_valid_after < earliest.not_valid_after:
+            earliest = above
+    known[key_id] = earliest
     return earliest
 
 

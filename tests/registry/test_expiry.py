@@ -397,6 +397,16 @@ def test_a_chain_expires_at_its_earliest_not_after(
     ends = intermediate.certificate.not_valid_after_utc
     assert record.chain_not_valid_after.ToDatetime(dt.UTC) == ends
     assert not_valid_after(record) == client.not_valid_after_utc
+    listed = {
+        listed.fingerprint_sha256: listed.chain_not_valid_after.ToDatetime(dt.UTC)
+        for listed in clients.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(frontdoor="edge")
+        ).certificates
+    }
+    assert listed == {
+        identifiers.fingerprint(client): ends,
+        identifiers.fingerprint(intermediate.certificate): ends,
+    }
 
     monitored.move_to(ends - 9 * DAY)
     monitored.scan()
