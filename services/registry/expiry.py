@@ -411,11 +411,12 @@ class ExpiryMonitor:
             remaining = candidate.chain.not_valid_after - now
             if remaining <= dt.timedelta(0):
                 continue
-            reached = [
-                days
-                for days in windows.get(candidate.frontdoor, DEFAULT_ALERT_WINDOWS)
-                if remaining <= days * _DAY
-            ]
+            frontdoor_windows = windows.get(candidate.frontdoor)
+            if frontdoor_windows is None:
+                # Registered after this pass read the windows (PostgreSQL
+                # reads each statement's own snapshot); the next pass has it.
+                continue
+            reached = [days for days in frontdoor_windows if remaining <= days * _DAY]
             if not reached:
                 continue
             narrowest = min(reached)
