@@ -63,6 +63,7 @@ from services.issuer.server import IssuerServicer
 from services.issuer.service import Issuer
 from services.registry.cache_sync import LEASE_NAME, CacheSync
 from services.registry.client import RegistryClient
+from services.registry.expiry import ExpiryMonitor, ExpiryRecords, open_monitor
 from services.registry.revocation_bus import open_bus
 from services.registry.server import SERVICE_NAME as REGISTRY_SERVICE
 from services.registry.server import RegistryServicer
@@ -116,6 +117,8 @@ class Suite:
     ocsp_delegated: DelegatedResponders | None = None
     # The validator's usage reporter, when the validator runs and reports.
     usage_reporter: UsageReporter | None = None
+    # The registry's expiry monitor, when the registry runs.
+    expiry_monitor: ExpiryMonitor | None = None
 
     def address(self, service: str) -> str:
         return self.servers[service].address
@@ -231,6 +234,11 @@ def _start_registry(
     sync.start(interval)
     suite._closers.append(sync.stop)
 
+    expiry = open_monitor(database, clock, settings.registry)
+    expiry.start(dt.timedelta(seconds=settings.registry.expiry_scan_seconds))
+    suite._closers.append(expiry.stop)
+    suite.expiry_monitor = expiry
+
     bus = open_bus(settings.redis_url, settings.registry.watch_max_subscribers)
     suite._streams.append(bus.close)
     heartbeat = dt.timedelta(seconds=settings.registry.watch_heartbeat_seconds)
@@ -245,7 +253,7 @@ def _start_registry(
             stall_grace=heartbeat * 2,
         ),
     )
-    servicer = RegistryServicer(store, sync, bus, watch)
+    servicer = RegistryServicer(store, sync, bus, watch, ExpiryRecords(database))
     server = start_server(
         "registry",
         settings.registry.listen,

@@ -30,12 +30,15 @@ class Processes:
         self._logs = logs
         self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, service: str, name: str, environment: dict[str, str]) -> None:
+    def start(
+        self, service: str, name: str, environment: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
         log = open(self._logs / f"{name}.log", "wb")  # noqa: SIM115 (kept open for the process)
         process = subprocess.Popen(
             [TESSERA, "serve", service], env=environment, stdout=log, stderr=log
         )
         self._running.append((name, process))
+        return process
 
     def stop(self) -> None:
         for _, process in self._running:

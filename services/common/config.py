@@ -190,6 +190,41 @@ class RegistryConfig(_Section):
     watch_heartbeat_seconds: float = Field(default=5.0, gt=0, le=300)
     watch_max_pending: int = Field(default=10_000, ge=1, le=1_000_000)
     watch_max_subscribers: int = Field(default=200, ge=1, le=10_000)
+    # The expiry monitor (services/registry/expiry.py): how often one leased
+    # pass looks for certificates entering a frontdoor's warning windows.
+    expiry_scan_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    # Where notifications are POSTed as signed JSON; None: log and metrics
+    # only. The HMAC-SHA256 key comes from a file (its first line) or from
+    # the environment variable named here, never from the configuration
+    # itself, which is shown and copied around.
+    expiry_webhook_url: str | None = None
+    expiry_webhook_secret_file: Path | None = None
+    expiry_webhook_secret_env: str | None = None
+    # One attempt's time limit, how many attempts before the notification is
+    # dead-lettered, and the first pause between attempts (doubling, capped
+    # at 60 s).
+    expiry_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    expiry_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    expiry_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("expiry_webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expiry_webhook_url must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_has_one_secret(self) -> RegistryConfig:
+        sources = [self.expiry_webhook_secret_file, self.expiry_webhook_secret_env]
+        given = sum(source is not None for source in sources)
+        if self.expiry_webhook_url and given != 1:
+            raise ValueError(
+                "expiry_webhook_url needs the key its requests are signed with: set "
+                "exactly one of expiry_webhook_secret_file (a file holding it) or "
+                "expiry_webhook_secret_env (the name of a variable holding it)"
+            )
+        return self
 
 
 class ValidatorConfig(_Section):

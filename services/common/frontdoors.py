@@ -21,6 +21,10 @@ _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 DEFAULT_VALIDITY_DAYS = 365
 DEFAULT_MAX_VALIDITY_DAYS = 825
+# Expiry warning windows (days before the chain's expiry), widest first.
+DEFAULT_ALERT_WINDOWS = (30, 14, 7, 1)
+MAX_ALERT_WINDOWS = 10
+MAX_ALERT_WINDOW_DAYS = 3650
 
 _KEY_TYPES_BY_CONFIG = {
     "rsa": common_pb2.KEY_TYPE_RSA,
@@ -90,6 +94,25 @@ def check_settings(
         not in common_pb2.RevocationFailurePolicy.values()
     ):
         raise InvalidArgument("revocation.on_unknown is not a known policy")
+    check_alert_windows(settings.alerts)
+
+
+def check_alert_windows(alerts: common_pb2.ExpiryAlertSettings) -> None:
+    """Raise InvalidArgument for expiry windows Tessera cannot act on."""
+    windows = list(alerts.window_days)
+    if len(windows) > MAX_ALERT_WINDOWS:
+        raise InvalidArgument(
+            f"alerts.window_days lists {len(windows)} windows; at most "
+            f"{MAX_ALERT_WINDOWS} are allowed"
+        )
+    for days in windows:
+        if not 1 <= days <= MAX_ALERT_WINDOW_DAYS:
+            raise InvalidArgument(
+                f"alerts.window_days {days} is out of range: each window is 1 to "
+                f"{MAX_ALERT_WINDOW_DAYS} days before expiry"
+            )
+    if len(set(windows)) != len(windows):
+        raise InvalidArgument("alerts.window_days names the same window twice")
 
 
 def effective_settings(
@@ -112,6 +135,8 @@ def effective_settings(
         effective.revocation.on_unknown = (
             common_pb2.REVOCATION_FAILURE_POLICY_FAIL_CLOSED
         )
+    if not effective.alerts.window_days:
+        effective.alerts.window_days.extend(DEFAULT_ALERT_WINDOWS)
     return effective
 
 

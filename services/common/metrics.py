@@ -112,6 +112,25 @@ USAGE_ENTRIES_RECEIVED = Counter(
     "unknown_certificate or unknown_frontdoor (both ignored).",
     ["result"],
 )
+CERTIFICATE_EXPIRY_SECONDS = Gauge(
+    "tessera_certificate_expiry_seconds",
+    "Seconds until the chain of a certificate expires (its earliest notAfter), "
+    "as of the expiry monitor's last pass; only for certificates inside the "
+    "largest warning window of their frontdoor (empty for the platform root).",
+    ["fingerprint", "frontdoor"],
+)
+EXPIRING_CERTIFICATES = Gauge(
+    "tessera_expiring_certificates",
+    "Active certificates inside a warning window, by frontdoor and the "
+    "narrowest window they reached (days), as of the expiry monitor's last pass.",
+    ["frontdoor", "window_days"],
+)
+EXPIRY_NOTIFICATIONS = Counter(
+    "tessera_expiry_notifications_total",
+    "Expiry notifications by sink (log, webhook) and outcome: sent, failed (one "
+    "webhook attempt that failed) or dead_lettered (every attempt failed).",
+    ["sink", "outcome"],
+)
 
 
 def serve_metrics(listen: str) -> None:

@@ -41,7 +41,7 @@ class CertificateRow(RegistryBase):
     serial_number: Mapped[str] = mapped_column(sa.String(40), index=True)
     issuer_key_id: Mapped[str] = mapped_column(sa.String(128))
     # The CA certificates' own key id; empty for client certificates.
-    subject_key_id: Mapped[str] = mapped_column(sa.String(128), default="")
+    subject_key_id: Mapped[str] = mapped_column(sa.String(128), default="", index=True)
     # NULL for the platform root, which belongs to no frontdoor.
     frontdoor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("frontdoors.id"))
     # "client", "intermediate" or "root".
@@ -141,3 +141,44 @@ class CertificateUsageRow(RegistryBase):
     )
     # Only ever moves forward, and never past the registry's clock.
     last_seen_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class ExpiryNotificationRow(RegistryBase):
+    """One expiry warning: a certificate entered one of its windows.
+
+    The row is written (state "pending") before anything is sent, and the
+    unique constraint lets only one pass, of one replica, claim it.
+    """
+
+    __tablename__ = "expiry_notifications"
+    __table_args__ = (sa.UniqueConstraint("certificate_id", "window_days"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(sa.ForeignKey("certificates.id"))
+    window_days: Mapped[int] = mapped_column(sa.Integer)
+    # The chain's expiry when the warning was claimed.
+    chain_not_valid_after: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # "pending", "delivered" or "dead_lettered".
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    # The JSON body of the notification, fixed when it is claimed so that a
+    # redelivery sends the same body.
+    payload: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebhookDeadLetterRow(RegistryBase):
+    """A webhook delivery that failed every attempt."""
+
+    __tablename__ = "webhook_dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("expiry_notifications.id"), unique=True
+    )
+    # Without any password it held.
+    url: Mapped[str] = mapped_column(sa.Text)
+    payload: Mapped[str] = mapped_column(sa.Text)
+    last_error: Mapped[str] = mapped_column(sa.Text)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

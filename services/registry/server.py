@@ -8,9 +8,10 @@ import grpc
 
 from services.common import metrics
 from services.common.certificate_facts import request_timestamp
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, Unavailable
 from services.common.logging import get_logger
 from services.registry.cache_sync import CacheSync
+from services.registry.expiry import ExpiryRecords
 from services.registry.revocation_bus import BusUnavailable, RevocationBus
 from services.registry.store import CertificateSelector, RegistryStore
 from services.registry.usage import check_report
@@ -31,11 +32,13 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         cache_sync: CacheSync | None,
         bus: RevocationBus,
         watch: RevocationWatch,
+        expiry: ExpiryRecords | None = None,
     ) -> None:
         self._store = store
         self._cache_sync = cache_sync
         self._bus = bus
         self._watch = watch
+        self._expiry = expiry
 
     def RegisterFrontdoor(
         self,
@@ -237,3 +240,30 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 peer=context.peer(),
             )
         return outcome.message()
+
+    def ListExpiryNotifications(
+        self,
+        request: registry_pb2.ListExpiryNotificationsRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListExpiryNotificationsResponse:
+        return registry_pb2.ListExpiryNotificationsResponse(
+            notifications=self._expiry_records().notifications(
+                request.frontdoor, request.limit, request.before_id
+            )
+        )
+
+    def ListDeadLetters(
+        self,
+        request: registry_pb2.ListDeadLettersRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListDeadLettersResponse:
+        return registry_pb2.ListDeadLettersResponse(
+            dead_letters=self._expiry_records().dead_letters(
+                request.limit, request.before_id
+            )
+        )
+
+    def _expiry_records(self) -> ExpiryRecords:
+        if self._expiry is None:
+            raise Unavailable("this registry process does not read expiry records")
+        return self._expiry

@@ -45,6 +45,7 @@ from services.common.revocation_reasons import (
     COMPROMISE_REASONS,
     check_revocation_reason,
 )
+from services.registry.expiry import chain_expiry
 from services.registry.models import (
     REVOCATION_COUNTER,
     CertificateRow,
@@ -716,6 +717,9 @@ class RegistryStore:
             created_at=facts.timestamp(row.created_at),
             kind=_KIND_VALUES[row.kind],
             certificate=row.der,
+            chain_not_valid_after=facts.timestamp(
+                chain_expiry(session, row).not_valid_after
+            ),
         )
         if row.status in ("revoked", "on_hold"):
             revocation = session.scalar(

@@ -149,12 +149,14 @@ class RevocationPolicy(_message.Message):
     def __init__(self, on_unknown: _Optional[_Union[RevocationFailurePolicy, str]] = ...) -> None: ...
 
 class FrontdoorSettings(_message.Message):
-    __slots__ = ("issuance", "revocation")
+    __slots__ = ("issuance", "revocation", "alerts")
     ISSUANCE_FIELD_NUMBER: _ClassVar[int]
     REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
     issuance: IssuanceProfile
     revocation: RevocationPolicy
-    def __init__(self, issuance: _Optional[_Union[IssuanceProfile, _Mapping]] = ..., revocation: _Optional[_Union[RevocationPolicy, _Mapping]] = ...) -> None: ...
+    alerts: ExpiryAlertSettings
+    def __init__(self, issuance: _Optional[_Union[IssuanceProfile, _Mapping]] = ..., revocation: _Optional[_Union[RevocationPolicy, _Mapping]] = ..., alerts: _Optional[_Union[ExpiryAlertSettings, _Mapping]] = ...) -> None: ...
 
 class CaCertificate(_message.Message):
     __slots__ = ("key_id", "certificate", "status", "not_valid_after")
@@ -205,7 +207,7 @@ class Revocation(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., frontdoor: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., reason: _Optional[_Union[RevocationReason, str]] = ..., revocation_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CertificateRecord(_message.Message):
-    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "last_used_at", "last_used_frontdoor")
+    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "last_used_at", "last_used_frontdoor", "chain_not_valid_after")
     FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +225,7 @@ class CertificateRecord(_message.Message):
     REVOCATION_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_NOT_VALID_AFTER_FIELD_NUMBER: _ClassVar[int]
     fingerprint_sha256: str
     serial_number: str
     issuer_key_id: str
@@ -240,7 +243,8 @@ class CertificateRecord(_message.Message):
     revocation: Revocation
     last_used_at: _timestamp_pb2.Timestamp
     last_used_frontdoor: str
-    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_frontdoor: _Optional[str] = ...) -> None: ...
+    chain_not_valid_after: _timestamp_pb2.Timestamp
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_frontdoor: _Optional[str] = ..., chain_not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SerialInFrontdoor(_message.Message):
     __slots__ = ("frontdoor", "serial_number")
@@ -249,3 +253,9 @@ class SerialInFrontdoor(_message.Message):
     frontdoor: str
     serial_number: str
     def __init__(self, frontdoor: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
+
+class ExpiryAlertSettings(_message.Message):
+    __slots__ = ("window_days",)
+    WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    window_days: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, window_days: _Optional[_Iterable[int]] = ...) -> None: ...

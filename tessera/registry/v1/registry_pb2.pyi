@@ -291,3 +291,73 @@ class ReportUsageResponse(_message.Message):
     unknown_frontdoors: int
     clamped_to_now: int
     def __init__(self, recorded: _Optional[int] = ..., unknown_certificates: _Optional[int] = ..., unknown_frontdoors: _Optional[int] = ..., clamped_to_now: _Optional[int] = ...) -> None: ...
+
+class ListExpiryNotificationsRequest(_message.Message):
+    __slots__ = ("frontdoor", "limit", "before_id")
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    limit: int
+    before_id: int
+    def __init__(self, frontdoor: _Optional[str] = ..., limit: _Optional[int] = ..., before_id: _Optional[int] = ...) -> None: ...
+
+class ExpiryNotification(_message.Message):
+    __slots__ = ("id", "fingerprint_sha256", "frontdoor", "kind", "window_days", "chain_not_valid_after", "state", "created_at", "delivered_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_NOT_VALID_AFTER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    fingerprint_sha256: str
+    frontdoor: str
+    kind: _common_pb2.CertificateKind
+    window_days: int
+    chain_not_valid_after: _timestamp_pb2.Timestamp
+    state: str
+    created_at: _timestamp_pb2.Timestamp
+    delivered_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., fingerprint_sha256: _Optional[str] = ..., frontdoor: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ..., window_days: _Optional[int] = ..., chain_not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delivered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListExpiryNotificationsResponse(_message.Message):
+    __slots__ = ("notifications",)
+    NOTIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    notifications: _containers.RepeatedCompositeFieldContainer[ExpiryNotification]
+    def __init__(self, notifications: _Optional[_Iterable[_Union[ExpiryNotification, _Mapping]]] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("limit", "before_id")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_ID_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    before_id: int
+    def __init__(self, limit: _Optional[int] = ..., before_id: _Optional[int] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("id", "notification_id", "url", "payload", "last_error", "attempts", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    notification_id: int
+    url: str
+    payload: str
+    last_error: str
+    attempts: int
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., notification_id: _Optional[int] = ..., url: _Optional[str] = ..., payload: _Optional[str] = ..., last_error: _Optional[str] = ..., attempts: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...

@@ -110,6 +110,16 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageResponse.FromString,
                 _registered_method=True)
+        self.ListExpiryNotifications = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/ListExpiryNotifications',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListExpiryNotificationsRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListExpiryNotificationsResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/ListDeadLetters',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -231,6 +241,21 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExpiryNotifications(self, request, context):
+        """Expiry notifications sent (or being sent) by the expiry monitor, newest
+        first; an operator view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Webhook deliveries that failed every attempt; an operator view.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -308,6 +333,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ReportUsage,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageResponse.SerializeToString,
+            ),
+            'ListExpiryNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExpiryNotifications,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListExpiryNotificationsRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListExpiryNotificationsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -715,6 +750,60 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/ReportUsage',
             tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.ReportUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExpiryNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/ListExpiryNotifications',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListExpiryNotificationsRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListExpiryNotificationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/ListDeadLetters',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,
