@@ -205,7 +205,7 @@ class Revocation(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., frontdoor: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., reason: _Optional[_Union[RevocationReason, str]] = ..., revocation_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CertificateRecord(_message.Message):
-    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation")
+    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "description", "environment", "owner", "tags", "mappings", "updated_at")
     FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +221,12 @@ class CertificateRecord(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     REVOCATION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     fingerprint_sha256: str
     serial_number: str
     issuer_key_id: str
@@ -236,7 +242,13 @@ class CertificateRecord(_message.Message):
     kind: CertificateKind
     certificate: bytes
     revocation: Revocation
-    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ...) -> None: ...
+    description: str
+    environment: str
+    owner: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    mappings: _containers.RepeatedCompositeFieldContainer[ServiceMapping]
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., mappings: _Optional[_Iterable[_Union[ServiceMapping, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SerialInFrontdoor(_message.Message):
     __slots__ = ("frontdoor", "serial_number")
@@ -245,3 +257,11 @@ class SerialInFrontdoor(_message.Message):
     frontdoor: str
     serial_number: str
     def __init__(self, frontdoor: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
+
+class ServiceMapping(_message.Message):
+    __slots__ = ("service", "environment")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    environment: str
+    def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...
