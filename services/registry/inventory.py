@@ -340,7 +340,13 @@ def on_recorded(
                 environment=mapping.environment,
             )
         )
-    details: dict[str, Any] = {"frontdoor_id": row.frontdoor_id, "kind": row.kind}
+    frontdoor = (
+        session.get(FrontdoorRow, row.frontdoor_id) if row.frontdoor_id else None
+    )
+    details: dict[str, Any] = {
+        "frontdoor": frontdoor.name if frontdoor else "",
+        "kind": row.kind,
+    }
     if inventory.mappings:
         details["mappings"] = [dataclasses.asdict(m) for m in inventory.mappings]
     if not inventory.replaces_fingerprint:
