@@ -716,15 +716,31 @@ class RegistryStore:
     ) -> list[common_pb2.CertificateRecord]:
         """CertificateRecord messages for rows, with their inventory fields."""
         frontdoors: dict[int | None, str] = {}
+        # One query for a page's revocations, not one a revoked row.
+        held = [row.id for row in rows if row.status in ("revoked", "on_hold")]
+        revocations = {
+            revocation.certificate_id: revocation
+            for revocation in (
+                session.scalars(
+                    sa.select(RevocationRow).where(
+                        RevocationRow.certificate_id.in_(held)
+                    )
+                )
+                if held
+                else ()
+            )
+        }
         records = []
         for row in rows:
             if row.frontdoor_id not in frontdoors:
                 frontdoors[row.frontdoor_id] = _frontdoor_name(
                     session, row.frontdoor_id
                 )
-            records.append(
-                self._base_record(session, row, frontdoors[row.frontdoor_id])
-            )
+            record = self._base_record(row, frontdoors[row.frontdoor_id])
+            revocation = revocations.get(row.id)
+            if revocation is not None:
+                record.revocation.CopyFrom(_revocation_message(revocation))
+            records.append(record)
         inv.fill_records(session, rows, records)
         return records
 
@@ -747,9 +763,9 @@ class RegistryStore:
         return _filter_status(statement, status, now)
 
     def _base_record(
-        self, session: Session, row: CertificateRow, frontdoor: str
+        self, row: CertificateRow, frontdoor: str
     ) -> common_pb2.CertificateRecord:
-        record = common_pb2.CertificateRecord(
+        return common_pb2.CertificateRecord(
             fingerprint_sha256=row.fingerprint,
             serial_number=row.serial_number,
             issuer_key_id=row.issuer_key_id,
@@ -768,13 +784,6 @@ class RegistryStore:
             kind=_KIND_VALUES[row.kind],
             certificate=row.der,
         )
-        if row.status in ("revoked", "on_hold"):
-            revocation = session.scalar(
-                sa.select(RevocationRow).where(RevocationRow.certificate_id == row.id)
-            )
-            if revocation is not None:
-                record.revocation.CopyFrom(_revocation_message(revocation))
-        return record
 
     def _page_token_key(self) -> bytes:
         with self._database.reading() as session:

@@ -68,7 +68,8 @@ def test_request_with_metadata_then_list_as_table_and_json(
     assert lines[0].split() == [
         "STATUS", "KIND", "FRONTDOOR", "ENV", "OWNER", "NOT", "AFTER", "SERIAL", "NAME",
     ]  # fmt: skip
-    assert "team-checkout" in lines[1] and "checkout client" in lines[1]
+    assert "team-checkout" in lines[1]
+    assert "checkout client" in lines[1]
     assert "(2 certificates match)" in table
 
     code, out, err = _cli(
@@ -120,7 +121,8 @@ def test_edit_map_history_impact_and_delete(
     ]
     code, table, err = _cli(suite, capsys, "cert", "history", fingerprint)
     assert code == 0, err
-    assert "metadata_edited" in table and "(cli)" in table
+    assert "metadata_edited" in table
+    assert "(cli)" in table
 
     code, listing, err = _cli(
         suite, capsys, "cert", "list", "--kind", "intermediate", "--json"
@@ -160,7 +162,7 @@ def test_bad_input_is_a_message_not_a_traceback(
     arguments: list[str],
     says: str,
 ) -> None:
-    code, out, err = _cli(suite, capsys, *arguments)
+    code, _out, err = _cli(suite, capsys, *arguments)
 
     assert code == 2
     assert says in err
