@@ -785,7 +785,7 @@ class Inventory:
             )
 
         with self._database.writing() as session:
-            row = self._store.find_row(session, fingerprint)
+            row = self._store.find_row(session, fingerprint, for_update=True)
             current_tags = _tags_of(session, row.id)
             current = CertificateMetadata(
                 row.name, row.description, row.environment, row.owner, current_tags
@@ -840,7 +840,7 @@ class Inventory:
         wanted = check_mappings((m.service, m.environment) for m in mappings)
 
         with self._database.writing() as session:
-            row = self._store.find_row(session, fingerprint)
+            row = self._store.find_row(session, fingerprint, for_update=True)
             current = tuple(
                 sorted(
                     ServiceMapping(m.service, m.environment)
@@ -905,7 +905,7 @@ class Inventory:
             )
         try:
             with self._database.writing() as session:
-                row = self._store.find_row(session, fingerprint)
+                row = self._store.find_row(session, fingerprint, for_update=True)
                 self._refuse_deletion(row)
                 now = self._clock.now()
                 row.deleted_at = now

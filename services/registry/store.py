@@ -745,12 +745,21 @@ class RegistryStore:
         return records
 
     def find_row(
-        self, session: Session, fingerprint: str, include_deleted: bool = False
+        self,
+        session: Session,
+        fingerprint: str,
+        include_deleted: bool = False,
+        for_update: bool = False,
     ) -> CertificateRow:
         """The row of a certificate named by fingerprint; NotFound when there
-        is none, or (unless ``include_deleted``) when it was deleted."""
+        is none, or (unless ``include_deleted``) when it was deleted.
+        ``for_update`` locks the row (PostgreSQL) so that concurrent edits of
+        one certificate take turns; SQLite's writer lock does that already."""
         return _find_certificate(
-            session, CertificateSelector(fingerprint=fingerprint), include_deleted
+            session,
+            CertificateSelector(fingerprint=fingerprint),
+            include_deleted,
+            for_update,
         )
 
     @staticmethod
@@ -914,9 +923,14 @@ def _has_anchor(
 
 
 def _find_certificate(
-    session: Session, selector: CertificateSelector, include_deleted: bool = False
+    session: Session,
+    selector: CertificateSelector,
+    include_deleted: bool = False,
+    for_update: bool = False,
 ) -> CertificateRow:
     statement = sa.select(CertificateRow)
+    if for_update:
+        statement = statement.with_for_update()
     if selector.fingerprint:
         wanted = _parsed(identifiers.parse_fingerprint, selector.fingerprint)
         statement = statement.where(CertificateRow.fingerprint == wanted)

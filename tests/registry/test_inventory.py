@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -945,3 +946,30 @@ def _migrate_registry_to(url: str, revision: str) -> None:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["version_table"] = "alembic_version_registry"
     command.upgrade(config, revision)
+
+
+def test_concurrent_tag_edits_take_turns(inventory: Inventory) -> None:
+    """Edits of one certificate's tags at once all succeed, one after the
+    other; none fails on the other's rows."""
+    record = inventory.issue()
+    wanted = [[f"t{i}", "shared"] for i in range(6)]
+
+    def edit(tags: list[str]) -> Any:
+        return inventory.registry.UpdateCertificateMetadata(
+            registry_pb2.UpdateCertificateMetadataRequest(
+                fingerprint_sha256=record.fingerprint_sha256,
+                metadata=registry_pb2.CertificateMetadata(tags=tags),
+                update_mask=_mask("tags"),
+            )
+        )
+
+    with ThreadPoolExecutor(len(wanted)) as pool:
+        results = list(pool.map(edit, wanted))
+
+    final = list(inventory.get(record.fingerprint_sha256).tags)
+    assert len(results) == len(wanted)
+    assert final in [sorted(tags) for tags in wanted]
+    assert _events(inventory.history(record.fingerprint_sha256)) == [
+        "issued",
+        *["metadata_edited"] * len(wanted),
+    ]
