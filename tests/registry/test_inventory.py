@@ -451,6 +451,15 @@ def test_deleting_a_revoked_certificate_keeps_history_and_an_audit_entry(
     assert json.loads(history.events[2].details)["reason"] == "left the team"
     again = rpc_error(lambda: _delete(inventory, record.fingerprint_sha256))
     assert again.code() == grpc.StatusCode.NOT_FOUND
+    recorded_again = rpc_error(
+        lambda: inventory.registry.RecordCertificate(
+            registry_pb2.RecordCertificateRequest(
+                certificate=record.certificate, frontdoor="payments", kind=CLIENT
+            )
+        )
+    )
+    assert recorded_again.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "deleted" in (recorded_again.details() or "")
     # The revocation stays in the log for CRLs and validators.
     log = inventory.registry.ListRevocations(registry_pb2.ListRevocationsRequest())
     assert [r.fingerprint_sha256 for r in log.revocations] == [
