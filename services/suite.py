@@ -221,7 +221,8 @@ def _start_registry(
     migrate(settings.registry_database_url, "registry")
     database = Database(settings.registry_database_url)
     suite._closers.append(database.dispose)
-    store = RegistryStore(database, clock, settings.key_policy)
+    audit = _audit(settings, "registry", clock, suite)
+    store = RegistryStore(database, clock, settings.key_policy, audit)
 
     interval = dt.timedelta(seconds=settings.registry.cache_sync_interval_seconds)
     lease = Lease(

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from services.cli import backup as backup_cli
+from services.cli import inventory as cli_inventory
 from services.cli import nginx, usage
 from services.common import identifiers
 from services.common.audit import verify_chain
@@ -62,12 +63,6 @@ _REASONS = {
     for name, value in common_pb2.RevocationReason.items()
     if value != common_pb2.REVOCATION_REASON_REMOVE_FROM_CRL
 }
-_STATUSES = {
-    name.removeprefix("CERTIFICATE_STATUS_").lower().replace("_", "-"): value
-    for name, value in common_pb2.CertificateStatus.items()
-    if value
-}
-_STATUS_WORDS = {value: word for word, value in _STATUSES.items()}
 _SAN_PREFIXES: dict[str, Callable[[str], x509.GeneralName]] = {
     "dns": x509.DNSName,
     "uri": x509.UniformResourceIdentifier,
@@ -106,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader of our output (head, less) went away; that is not an error.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CommandError, ConfigError, SignerError) as error:
+    except (CommandError, ConfigError, SignerError, cli_inventory.UsageError) as error:
         print(f"tessera: {error}", file=sys.stderr)
         return 2
     except TesseraError as error:
@@ -721,6 +716,11 @@ def _cert_request(options: argparse.Namespace) -> int:
             frontdoor=options.frontdoor,
             name=options.name or "",
             validity_days=options.days or 0,
+            description=options.description or "",
+            environment=options.environment or "",
+            owner=options.owner or "",
+            tags=options.tag or [],
+            services=options.service or [],
         ),
         timeout=_DEADLINE_SECONDS,
     )
@@ -792,43 +792,11 @@ def _cert_revoke(options: argparse.Namespace) -> int:
     return 0
 
 
-def _cert_list(options: argparse.Namespace) -> int:
-    registry = _registry(options)
-    request = registry_pb2.ListCertificatesRequest(
-        frontdoor=options.frontdoor or "",
-        status=_STATUSES[options.status] if options.status else 0,  # type: ignore[arg-type]
-        page_size=options.page_size,
-    )
-    records: list[common_pb2.CertificateRecord] = []
-    while True:
-        response = registry.ListCertificates(request, timeout=_DEADLINE_SECONDS)
-        records.extend(response.certificates)
-        if not response.next_page_token or not options.all:
-            break
-        request.page_token = response.next_page_token
-
-    if options.json:
-        rows = []
-        for record in records:
-            row = json_format.MessageToDict(record, preserving_proto_field_name=True)
-            row.pop("certificate", None)
-            rows.append(row)
-        more = "" if options.all else response.next_page_token
-        print(json.dumps({"certificates": rows, "next_page_token": more}, indent=2))
-        return 0
-    print(f"{'STATUS':<11} {'KIND':<13} {'FRONTDOOR':<16} {'SERIAL':<41} SUBJECT")
-    for record in records:
-        status = _STATUS_WORDS[record.status]
-        kind = common_pb2.CertificateKind.Name(record.kind).removeprefix(
-            "CERTIFICATE_KIND_"
-        )
-        print(
-            f"{status:<11} {kind.lower():<13} {record.frontdoor or '-':<16} "
-            f"{record.serial_number:<41} {record.subject}"
-        )
-    if response.next_page_token and not options.all:
-        print("(more certificates: add --all)")
-    return 0
+def _on_registry(
+    command: Callable[[argparse.Namespace, Any], int],
+) -> Callable[[argparse.Namespace], int]:
+    """Run an inventory command (services/cli/inventory.py) on the registry."""
+    return lambda options: command(options, _registry(options))
 
 
 def _cert_show(options: argparse.Namespace) -> int:
@@ -1162,6 +1130,15 @@ def _parser() -> argparse.ArgumentParser:
     request.add_argument(
         "--days", type=_whole_number(1, _UINT32), help="validity in days"
     )
+    request.add_argument("--description", help="what the certificate is for")
+    request.add_argument("--environment", help="environment, for example prod")
+    request.add_argument("--owner", help="who answers for the certificate")
+    request.add_argument("--tag", action="append", help="a tag (repeatable)")
+    request.add_argument(
+        "--service",
+        action="append",
+        help="a service using it in --environment (repeatable)",
+    )
     request.set_defaults(run=_cert_request)
 
     validate = cert.add_parser(
@@ -1188,22 +1165,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     revoke.set_defaults(run=_cert_revoke)
 
-    listing = cert.add_parser(
-        "list", parents=[anywhere], help="list recorded certificates"
-    )
-    listing.add_argument("--frontdoor", help="only this frontdoor's certificates")
-    listing.add_argument(
-        "--status", choices=sorted(_STATUSES), help="only certificates in this status"
-    )
-    listing.add_argument(
-        "--page-size",
-        type=_whole_number(1, 1000),
-        default=100,
-        help="certificates a page, 1 to 1000 (default 100)",
-    )
-    listing.add_argument("--all", action="store_true", help="follow every page")
-    listing.add_argument("--json", action="store_true", help="JSON output")
-    listing.set_defaults(run=_cert_list)
+    _inventory_parsers(cert, anywhere)
 
     show_cert = cert.add_parser(
         "show", parents=[anywhere], help="show one recorded certificate"
@@ -1270,6 +1232,121 @@ def _parser() -> argparse.ArgumentParser:
 
     backup_cli.add_parsers(commands, revocations, anywhere, _group, _address)
     return parser
+
+
+def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
+    """cert list, history, edit, map, impact and delete."""
+    listing = cert.add_parser(
+        "list", parents=[anywhere], help="list and search recorded certificates"
+    )
+    listing.add_argument("--frontdoor", help="only this frontdoor's certificates")
+    listing.add_argument(
+        "--status",
+        choices=sorted(cli_inventory.STATUSES),
+        help="only certificates in this status",
+    )
+    listing.add_argument("--kind", choices=sorted(cli_inventory.KINDS))
+    listing.add_argument("--name", help="exact descriptive name")
+    listing.add_argument("--environment")
+    listing.add_argument("--owner")
+    listing.add_argument("--tag")
+    listing.add_argument(
+        "--search", help="a subject or SAN value (exact, any case), e.g. a DNS name"
+    )
+    listing.add_argument("--fingerprint")
+    listing.add_argument("--serial", help="serial number (with --issuer-key-id)")
+    listing.add_argument("--issuer-key-id")
+    listing.add_argument("--service", help="mapped to this service")
+    listing.add_argument(
+        "--expires-within",
+        type=_whole_number(0, 36500),
+        metavar="DAYS",
+        help="notAfter between now and DAYS days from now",
+    )
+    listing.add_argument(
+        "--expires-after", type=cli_inventory.time_argument, metavar="TIME"
+    )
+    listing.add_argument(
+        "--expires-before", type=cli_inventory.time_argument, metavar="TIME"
+    )
+    listing.add_argument("--sort", choices=sorted(cli_inventory.ORDERS))
+    listing.add_argument("--desc", dest="descending", action="store_true")
+    listing.add_argument(
+        "--count", action="store_true", help="also count every match (slower)"
+    )
+    listing.add_argument(
+        "--page-size",
+        type=_whole_number(1, 1000),
+        default=100,
+        help="certificates a page, 1 to 1000 (default 100)",
+    )
+    listing.add_argument("--page-token", help="continue a previous listing")
+    listing.add_argument("--all", action="store_true", help="follow every page")
+    listing.add_argument("--json", action="store_true", help="JSON output")
+    listing.set_defaults(run=_on_registry(cli_inventory.cert_list))
+
+    history = cert.add_parser(
+        "history", parents=[anywhere], help="a certificate's history"
+    )
+    history.add_argument("fingerprint")
+    history.add_argument("--json", action="store_true", help="JSON output")
+    history.set_defaults(run=_on_registry(cli_inventory.cert_history))
+
+    edit = cert.add_parser(
+        "edit", parents=[anywhere], help="change a certificate's metadata"
+    )
+    edit.add_argument("fingerprint")
+    edit.add_argument("--name")
+    edit.add_argument("--description")
+    edit.add_argument("--environment")
+    edit.add_argument("--owner")
+    edit.add_argument(
+        "--tag", action="append", help="the new tags (repeatable; replace the old)"
+    )
+    edit.add_argument("--clear-tags", action="store_true")
+    edit.set_defaults(run=_on_registry(cli_inventory.cert_edit))
+
+    mapping = cert.add_parser(
+        "map", parents=[anywhere], help="map a certificate to services"
+    )
+    mapping.add_argument("fingerprint")
+    mapping.add_argument(
+        "--add", action="append", type=cli_inventory.mapping_argument, metavar="S@ENV"
+    )
+    mapping.add_argument(
+        "--remove",
+        action="append",
+        type=cli_inventory.mapping_argument,
+        metavar="S@ENV",
+    )
+    mapping.add_argument(
+        "--set",
+        nargs="*",
+        type=cli_inventory.mapping_argument,
+        metavar="S@ENV",
+        help="replace every mapping",
+    )
+    mapping.add_argument("--clear", action="store_true", help="remove every mapping")
+    mapping.add_argument("--json", action="store_true", help="JSON output")
+    mapping.set_defaults(run=_on_registry(cli_inventory.cert_map))
+
+    impact = cert.add_parser(
+        "impact", parents=[anywhere], help="what revoking a certificate would break"
+    )
+    impact.add_argument("fingerprint")
+    impact.add_argument("--page-size", type=_whole_number(1, 1000), default=100)
+    impact.add_argument("--all", action="store_true", help="follow every page")
+    impact.add_argument("--json", action="store_true", help="JSON output")
+    impact.set_defaults(run=_on_registry(cli_inventory.cert_impact))
+
+    delete = cert.add_parser(
+        "delete",
+        parents=[anywhere],
+        help="delete a revoked or expired certificate (its history stays)",
+    )
+    delete.add_argument("fingerprint")
+    delete.add_argument("--reason")
+    delete.set_defaults(run=_on_registry(cli_inventory.cert_delete))
 
 
 def _certificate_selector_options(parser: argparse.ArgumentParser) -> None:

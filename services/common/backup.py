@@ -1494,6 +1494,7 @@ def _reapply(
                 candidate.reason,
                 candidate.invalidity_date,
                 revocation_date=candidate.revocation_date,
+                actor="tessera backup restore (re-applied after the backup)",
             )
         except TesseraError as error:
             unresolved.append(

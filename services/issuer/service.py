@@ -47,6 +47,7 @@ from services.issuer.authority import (
 from services.issuer.policy import AcceptedRequest, check_csr, load_csr
 from services.issuer.profile import Validity, client_template
 from services.registry.client import RegistryClient
+from services.registry.inventory import check_recording
 from services.registry.store import check_descriptive_name
 from signers.api import SignerError
 from tessera.common.v1 import common_pb2
@@ -166,6 +167,17 @@ class Issuer:
         # Step 1: the request itself.
         csr = load_csr(request.csr)
         name = check_descriptive_name(request.name)
+        # Inventory metadata is checked before anything is signed.
+        check_recording(
+            name,
+            request.description,
+            request.environment,
+            request.owner,
+            request.tags,
+            request.services,
+            "",
+            actor,
+        )
         if not request.frontdoor:
             raise InvalidArgument("frontdoor is empty; name the frontdoor to issue for")
 
@@ -208,6 +220,14 @@ class Issuer:
             request.frontdoor,
             name,
             common_pb2.CERTIFICATE_KIND_CLIENT,
+            registry_pb2.RecordCertificateRequest(
+                description=request.description,
+                environment=request.environment,
+                owner=request.owner,
+                tags=request.tags,
+                services=request.services,
+            ),
+            actor,
         )
         metrics.CERTIFICATES_ISSUED.labels(frontdoor=request.frontdoor).inc()
         root = self._hierarchy.root()
@@ -292,7 +312,7 @@ class Issuer:
         if request.HasField("invalidity_date"):
             registry_request.invalidity_date.CopyFrom(request.invalidity_date)
         try:
-            revocation = self._registry.record_revocation(registry_request)
+            revocation = self._registry.record_revocation(registry_request, actor)
         except TesseraError as error:
             self._audit.record(
                 "certificate.revoke",

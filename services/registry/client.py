@@ -10,11 +10,16 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from services.common.certificate_facts import timestamp
-from services.common.rpc import calling
+from services.common.rpc import ACTOR_HEADER, calling
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
 
 _SERVICE = "registry"
+
+
+def _acting_for(actor: str | None) -> tuple[tuple[str, str], ...]:
+    # The registry's history names the person the issuer acts for.
+    return ((ACTOR_HEADER, actor),) if actor else ()
 
 
 class RegistryClient:
@@ -68,20 +73,37 @@ class RegistryClient:
             )
 
     def record_certificate(
-        self, der: bytes, frontdoor: str, name: str, kind: common_pb2.CertificateKind
+        self,
+        der: bytes,
+        frontdoor: str,
+        name: str,
+        kind: common_pb2.CertificateKind,
+        inventory: registry_pb2.RecordCertificateRequest | None = None,
+        actor: str | None = None,
     ) -> common_pb2.CertificateRecord:
-        request = registry_pb2.RecordCertificateRequest(
-            certificate=der, frontdoor=frontdoor, name=name, kind=kind
-        )
+        """Record a certificate; ``inventory`` carries the metadata fields
+        (5-10) and ``actor`` the caller the registry's history names."""
+        request = registry_pb2.RecordCertificateRequest()
+        if inventory is not None:
+            request.CopyFrom(inventory)
+        request.certificate = der
+        request.frontdoor = frontdoor
+        request.name = name
+        request.kind = kind
         with calling(_SERVICE):
-            return self._stub.RecordCertificate(request, timeout=self._timeout)
+            return self._stub.RecordCertificate(
+                request, timeout=self._timeout, metadata=_acting_for(actor)
+            )
 
     def record_revocation(
         self,
         request: registry_pb2.RecordRevocationRequest,
+        actor: str | None = None,
     ) -> common_pb2.Revocation:
         with calling(_SERVICE):
-            return self._stub.RecordRevocation(request, timeout=self._timeout)
+            return self._stub.RecordRevocation(
+                request, timeout=self._timeout, metadata=_acting_for(actor)
+            )
 
     def revocation_status(
         self, issuer_key_id: str, serial_number: str, timeout: float | None = None

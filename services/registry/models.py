@@ -34,6 +34,10 @@ class CertificateRow(RegistryBase):
     __table_args__ = (
         sa.UniqueConstraint("issuer_key_id", "serial_number"),
         sa.Index("ix_certificates_frontdoor_status", "frontdoor_id", "status", "id"),
+        # "Which certificates of frontdoor F expire before T", and sorting by it.
+        sa.Index(
+            "ix_certificates_frontdoor_not_after", "frontdoor_id", "not_valid_after"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -46,7 +50,7 @@ class CertificateRow(RegistryBase):
     frontdoor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("frontdoors.id"))
     # "client", "intermediate" or "root".
     kind: Mapped[str] = mapped_column(sa.String(16))
-    name: Mapped[str] = mapped_column(sa.String(256), default="")
+    name: Mapped[str] = mapped_column(sa.String(256), default="", index=True)
     subject: Mapped[str] = mapped_column(sa.Text)
     # JSON list of [type, value] pairs.
     subject_alt_names: Mapped[str] = mapped_column(sa.Text)
@@ -55,8 +59,15 @@ class CertificateRow(RegistryBase):
     key_type: Mapped[str] = mapped_column(sa.String(32))
     # "active", "on_hold", "revoked" or "superseded"; "expired" is derived.
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
     der: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # Inventory metadata (services/registry/inventory.py).
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    environment: Mapped[str] = mapped_column(sa.String(63), default="", index=True)
+    owner: Mapped[str] = mapped_column(sa.String(256), default="", index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # Set when deleted: the row stays for its history and the revocation log.
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class TrustAnchorRow(RegistryBase):
@@ -182,3 +193,72 @@ class WebhookDeadLetterRow(RegistryBase):
     last_error: Mapped[str] = mapped_column(sa.Text)
     attempts: Mapped[int] = mapped_column(sa.Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class CertificateTagRow(RegistryBase):
+    """One tag of a certificate; tags are lowercase."""
+
+    __tablename__ = "certificate_tags"
+    __table_args__ = (sa.Index("ix_certificate_tags_tag", "tag", "certificate_id"),)
+
+    certificate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("certificates.id"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+
+
+class CertificateNameRow(RegistryBase):
+    """A subject or subjectAltName value of a certificate, lowercase, for
+    search; written when the certificate is recorded."""
+
+    __tablename__ = "certificate_names"
+    __table_args__ = (
+        sa.Index("ix_certificate_names_value", "value", "certificate_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("certificates.id"), index=True
+    )
+    # "subject", a subject attribute's OID name ("commonName"), or a SAN type.
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    # Values are cut to 255 characters; longer names are found by prefix.
+    value: Mapped[str] = mapped_column(sa.String(255))
+
+
+class CertificateMappingRow(RegistryBase):
+    """A service using a certificate in one environment."""
+
+    __tablename__ = "certificate_mappings"
+    __table_args__ = (
+        sa.Index(
+            "ix_certificate_mappings_service",
+            "service",
+            "environment",
+            "certificate_id",
+        ),
+    )
+
+    certificate_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("certificates.id"), primary_key=True
+    )
+    service: Mapped[str] = mapped_column(sa.String(128), primary_key=True)
+    environment: Mapped[str] = mapped_column(sa.String(63), primary_key=True)
+
+
+class CertificateEventRow(RegistryBase):
+    """One entry of a certificate's history."""
+
+    __tablename__ = "certificate_events"
+    __table_args__ = (
+        sa.Index("ix_certificate_events_certificate", "certificate_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_id: Mapped[int] = mapped_column(sa.ForeignKey("certificates.id"))
+    # The vocabulary is in services/registry/inventory.py (EVENTS).
+    event: Mapped[str] = mapped_column(sa.String(32))
+    actor: Mapped[str] = mapped_column(sa.String(256))
+    occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    # A JSON object.
+    details: Mapped[str] = mapped_column(sa.Text, default="{}")

@@ -1,7 +1,8 @@
 """Cursor page tokens that a caller cannot alter without being noticed.
 
-A token carries the last row id of the page and a digest of the query's
-filters, authenticated with an HMAC under a key the registry keeps in its
+A token carries the last row id of the page (and, for a sorted listing, the
+last row's sort key) and a digest of the query's filters and order,
+authenticated with an HMAC under a key the registry keeps in its
 database (so every replica accepts every replica's tokens).
 """
 
@@ -32,13 +33,31 @@ class PageTokens:
         tag = hmac.new(self._key, payload, _DIGEST).digest()[:16]
         return f"{_b64(payload)}.{_b64(tag)}"
 
+    def issue_cursor(self, sort_key: str | None, after_id: int, query: str) -> str:
+        """A token for the page after the row with ``sort_key`` and
+        ``after_id`` of a sorted ``query``."""
+        payload = json.dumps(
+            {"a": after_id, "k": sort_key, "q": _query_digest(query)}
+        ).encode()
+        tag = hmac.new(self._key, payload, _DIGEST).digest()[:16]
+        return f"{_b64(payload)}.{_b64(tag)}"
+
+    def read_cursor(self, token: str, query: str) -> tuple[str | None, int]:
+        """The sort key and row id a token continues after; InvalidArgument
+        as for ``read``."""
+        content = self._content(token, query)
+        sort_key = content.get("k")
+        if sort_key is not None and not isinstance(sort_key, str):
+            raise _invalid()
+        return sort_key, _after_id(content)
+
     def read(self, token: str, query: str) -> int:
         """The row id a token continues after; InvalidArgument when it was
         altered, is not a token, or belongs to another query."""
-        invalid = InvalidArgument(
-            "page_token is not a token this registry issued; "
-            "start again without a page_token"
-        )
+        return _after_id(self._content(token, query))
+
+    def _content(self, token: str, query: str) -> dict[str, object]:
+        invalid = _invalid()
         try:
             encoded_payload, encoded_tag = token.split(".")
             payload = _unb64(encoded_payload)
@@ -49,15 +68,28 @@ class PageTokens:
         if not hmac.compare_digest(tag, expected):
             raise invalid
         content = json.loads(payload)
+        if not isinstance(content, dict):
+            raise invalid
         if content.get("q") != _query_digest(query):
             raise InvalidArgument(
-                "page_token belongs to a listing with other filters; "
-                "repeat the filters of the first page or start again"
+                "page_token belongs to a listing with other filters or another "
+                "order; repeat the filters of the first page or start again"
             )
-        after_id = content.get("a")
-        if not isinstance(after_id, int) or after_id < 0:
-            raise invalid
-        return after_id
+        return content
+
+
+def _invalid() -> InvalidArgument:
+    return InvalidArgument(
+        "page_token is not a token this registry issued; "
+        "start again without a page_token"
+    )
+
+
+def _after_id(content: dict[str, object]) -> int:
+    after_id = content.get("a")
+    if not isinstance(after_id, int) or isinstance(after_id, bool) or after_id < 0:
+        raise _invalid()
+    return after_id
 
 
 def _query_digest(query: str) -> str:

@@ -10,6 +10,8 @@ from services.common import metrics
 from services.common.certificate_facts import request_timestamp
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.logging import get_logger
+from services.common.rpc import caller_identity
+from services.registry import inventory
 from services.registry.cache_sync import CacheSync
 from services.registry.expiry import ExpiryRecords
 from services.registry.revocation_bus import BusUnavailable, RevocationBus
@@ -80,8 +82,22 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request: registry_pb2.RecordCertificateRequest,
         context: grpc.ServicerContext,
     ) -> common_pb2.CertificateRecord:
+        recording = inventory.check_recording(
+            request.name,
+            request.description,
+            request.environment,
+            request.owner,
+            request.tags,
+            request.services,
+            request.replaces_fingerprint,
+            caller_identity(context),
+        )
         return self._store.record_certificate(
-            request.certificate, request.frontdoor, request.name, request.kind
+            request.certificate,
+            request.frontdoor,
+            request.name,
+            request.kind,
+            recording,
         )
 
     def GetCertificate(
@@ -111,15 +127,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request: registry_pb2.ListCertificatesRequest,
         context: grpc.ServicerContext,
     ) -> registry_pb2.ListCertificatesResponse:
-        records, next_token = self._store.list_certificates(
-            request.frontdoor,
-            request.status,
-            request.page_size,
-            request.page_token,
-            request.usage,
+        records, next_token, total = self._store.inventory.list_certificates(
+            inventory.query_from_request(request)
         )
         return registry_pb2.ListCertificatesResponse(
-            certificates=records, next_page_token=next_token
+            certificates=records, next_page_token=next_token, total_count=total or 0
         )
 
     def RecordRevocation(
@@ -146,7 +158,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             else None
         )
         revocation = self._store.record_revocation(
-            selector, request.reason, invalidity_date
+            selector, request.reason, invalidity_date, actor=caller_identity(context)
         )
         # The entry is committed; tell every registry's watchers now. Should
         # the bus fail, the streams find the entry at their next heartbeat.
@@ -267,3 +279,67 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if self._expiry is None:
             raise Unavailable("this registry process does not read expiry records")
         return self._expiry
+
+    def UpdateCertificateMetadata(
+        self,
+        request: registry_pb2.UpdateCertificateMetadataRequest,
+        context: grpc.ServicerContext,
+    ) -> common_pb2.CertificateRecord:
+        return self._store.inventory.update_metadata(
+            request.fingerprint_sha256,
+            request.metadata,
+            request.update_mask,
+            caller_identity(context),
+        )
+
+    def DeleteCertificate(
+        self,
+        request: registry_pb2.DeleteCertificateRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.DeleteCertificateResponse:
+        return self._store.inventory.delete_certificate(
+            request.fingerprint_sha256, request.reason, caller_identity(context)
+        )
+
+    def GetCertificateHistory(
+        self,
+        request: registry_pb2.GetCertificateHistoryRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.CertificateHistory:
+        return self._store.inventory.history(
+            request.fingerprint_sha256, request.page_size, request.page_token
+        )
+
+    def SetCertificateMappings(
+        self,
+        request: registry_pb2.SetCertificateMappingsRequest,
+        context: grpc.ServicerContext,
+    ) -> common_pb2.CertificateRecord:
+        return self._store.inventory.set_mappings(
+            request.fingerprint_sha256, request.mappings, caller_identity(context)
+        )
+
+    def ListServiceCertificates(
+        self,
+        request: registry_pb2.ListServiceCertificatesRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListCertificatesResponse:
+        records, next_token = self._store.inventory.service_certificates(
+            request.service,
+            request.environment,
+            request.status,
+            request.page_size,
+            request.page_token,
+        )
+        return registry_pb2.ListCertificatesResponse(
+            certificates=records, next_page_token=next_token
+        )
+
+    def GetRevocationImpact(
+        self,
+        request: registry_pb2.GetRevocationImpactRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.RevocationImpact:
+        return self._store.inventory.revocation_impact(
+            request.fingerprint_sha256, request.page_size, request.page_token
+        )

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import secrets
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from services.common import certificate_facts as facts
 from services.common import identifiers
+from services.common.audit import AuditLog
 from services.common.clock import Clock
 from services.common.config import KeyPolicyConfig
 from services.common.database import Database
@@ -45,6 +46,7 @@ from services.common.revocation_reasons import (
     COMPROMISE_REASONS,
     check_revocation_reason,
 )
+from services.registry import inventory as inv
 from services.registry.expiry import chain_expiry
 from services.registry.models import (
     REVOCATION_COUNTER,
@@ -59,9 +61,7 @@ from services.registry.models import (
 from services.registry.page_tokens import PageTokens
 from services.registry.usage import (
     UsageRecords,
-    check_usage_filter,
     fill_last_use,
-    filter_usage,
 )
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
@@ -127,13 +127,18 @@ class RegistryStore:
     """Reads and writes the registry's tables."""
 
     def __init__(
-        self, database: Database, clock: Clock, key_policy: KeyPolicyConfig
+        self,
+        database: Database,
+        clock: Clock,
+        key_policy: KeyPolicyConfig,
+        audit: AuditLog | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self._key_policy = key_policy
         self._page_tokens = PageTokens(self._page_token_key())
         self.usage = UsageRecords(database, clock)
+        self.inventory = inv.Inventory(self, database, clock, self._page_tokens, audit)
 
     # Frontdoors ---------------------------------------------------------
 
@@ -183,7 +188,13 @@ class RegistryStore:
             session.add(row)
             session.flush()
             certificate = self._insert_certificate(
-                session, intermediate, row.id, "intermediate", f"{name} intermediate"
+                session,
+                intermediate,
+                row.id,
+                "intermediate",
+                inv.RecordingInventory(
+                    metadata=inv.CertificateMetadata(name=f"{name} intermediate")
+                ),
             )
             session.add(
                 TrustAnchorRow(
@@ -274,28 +285,34 @@ class RegistryStore:
         frontdoor: str,
         name: str,
         kind: common_pb2.CertificateKind,
+        inventory: inv.RecordingInventory | None = None,
     ) -> common_pb2.CertificateRecord:
-        """Record a certificate the issuer signed; recording it twice is harmless."""
+        """Record a certificate the issuer signed; recording it twice is harmless
+        (the second recording changes nothing)."""
         certificate = _load_certificate(der)
         kind_name = _KIND_NAMES.get(kind)
         if kind_name is None:
             raise InvalidArgument("kind must be CLIENT, INTERMEDIATE or ROOT")
         name = check_descriptive_name(name)
+        inventory = inventory or inv.RecordingInventory()
+        inventory = dataclasses.replace(
+            inventory, metadata=dataclasses.replace(inventory.metadata, name=name)
+        )
 
         try:
-            return self._write_certificate(certificate, frontdoor, name, kind_name)
+            return self._write_certificate(certificate, frontdoor, kind_name, inventory)
         except (IntegrityError, AlreadyExists):
             # A concurrent retry of this call committed between our reads (the
             # clash check then names this very certificate) or before our
             # insert; a second transaction finds the row, or the real clash.
-            return self._write_certificate(certificate, frontdoor, name, kind_name)
+            return self._write_certificate(certificate, frontdoor, kind_name, inventory)
 
     def _write_certificate(
         self,
         certificate: x509.Certificate,
         frontdoor: str,
-        name: str,
         kind_name: str,
+        inventory: inv.RecordingInventory,
     ) -> common_pb2.CertificateRecord:
         with self._database.writing() as session:
             frontdoor_id = None
@@ -308,7 +325,13 @@ class RegistryStore:
             )
             if existing is None:
                 existing = self._insert_certificate(
-                    session, certificate, frontdoor_id, kind_name, name
+                    session, certificate, frontdoor_id, kind_name, inventory
+                )
+            elif existing.deleted_at is not None:
+                raise PolicyRefusal(
+                    f"certificate {existing.fingerprint} was recorded before and "
+                    f"deleted on {existing.deleted_at.isoformat()}; a deleted "
+                    "certificate is not recorded again"
                 )
             return self._record_message(session, existing)
 
@@ -328,34 +351,17 @@ class RegistryStore:
         usage: int = 0,
     ) -> tuple[list[common_pb2.CertificateRecord], str]:
         """A page of certificates in recording order, and the next page's token."""
-        if status and status not in common_pb2.CertificateStatus.values():
-            raise InvalidArgument(f"status {status} is not a certificate status")
-        if page_size > MAX_PAGE_SIZE:
-            raise InvalidArgument(f"page_size may be at most {MAX_PAGE_SIZE}")
-        check_usage_filter(usage)
-        page_size = page_size or DEFAULT_PAGE_SIZE
-        query = f"frontdoor={frontdoor};status={status}"
-        if usage:
-            query += f";usage={usage}"
-        after_id = self._page_tokens.read(page_token, query) if page_token else 0
-        now = self._clock.now()
-
-        with self._database.reading() as session:
-            statement = sa.select(CertificateRow).where(CertificateRow.id > after_id)
-            if frontdoor:
-                statement = statement.where(
-                    CertificateRow.frontdoor_id
-                    == _require_frontdoor(session, frontdoor).id
+        records, next_token, _ = self.inventory.list_certificates(
+            inv.query_from_request(
+                registry_pb2.ListCertificatesRequest(
+                    frontdoor=frontdoor,
+                    status=status,
+                    page_size=page_size,
+                    page_token=page_token,
+                    usage=usage,  # type: ignore[arg-type]
                 )
-            statement = _filter_status(statement, status, now)
-            statement = filter_usage(statement, usage)
-            rows = session.scalars(
-                statement.order_by(CertificateRow.id).limit(page_size + 1)
-            ).all()
-            records = [self._record_message(session, row) for row in rows[:page_size]]
-        next_token = ""
-        if len(rows) > page_size:
-            next_token = self._page_tokens.issue(rows[page_size - 1].id, query)
+            )
+        )
         return records, next_token
 
     def ca_key_ids(self) -> list[str]:
@@ -377,6 +383,7 @@ class RegistryStore:
         reason: int,
         invalidity_date: dt.datetime | None,
         revocation_date: dt.datetime | None = None,
+        actor: str = inv.SYSTEM_ACTOR,
     ) -> common_pb2.Revocation:
         """Append a revocation to the log under the next sequence number.
 
@@ -424,6 +431,15 @@ class RegistryStore:
                     "on_hold"
                     if reason == common_pb2.REVOCATION_REASON_CERTIFICATE_HOLD
                     else "revoked"
+                )
+                certificate.updated_at = now
+                inv.record_event(
+                    session,
+                    certificate.id,
+                    "revoked",
+                    actor,
+                    {"reason": reason, "sequence": sequence},
+                    now,
                 )
                 session.flush()
                 return _revocation_message(row)
@@ -612,8 +628,9 @@ class RegistryStore:
         certificate: x509.Certificate,
         frontdoor_id: int | None,
         kind: str,
-        name: str,
+        inventory: inv.RecordingInventory,
     ) -> CertificateRow:
+        now = self._clock.now()
         serial_number = identifiers.format_serial(certificate.serial_number)
         issuer_key_id = identifiers.authority_key_id(certificate) or ""
         if kind == "root":
@@ -637,7 +654,10 @@ class RegistryStore:
             ),
             frontdoor_id=frontdoor_id,
             kind=kind,
-            name=name,
+            name=inventory.metadata.name,
+            description=inventory.metadata.description,
+            environment=inventory.metadata.environment,
+            owner=inventory.metadata.owner,
             subject=facts.subject_text(certificate.subject),
             subject_alt_names=json.dumps(
                 [[san.type, san.value] for san in facts.subject_alt_names(certificate)]
@@ -646,10 +666,13 @@ class RegistryStore:
             not_valid_after=certificate.not_valid_after_utc,
             key_type=facts.key_type(certificate.public_key()),
             status="active",
-            created_at=self._clock.now(),
+            created_at=now,
+            updated_at=now,
             der=certificate.public_bytes(Encoding.DER),
         )
         session.add(row)
+        session.flush()
+        inv.on_recorded(session, row, certificate, inventory, now)
         session.flush()
         return row
 
@@ -699,11 +722,77 @@ class RegistryStore:
     def _record_message(
         self, session: Session, row: CertificateRow
     ) -> common_pb2.CertificateRecord:
-        record = common_pb2.CertificateRecord(
+        return self.record_messages(session, [row])[0]
+
+    def record_messages(
+        self, session: Session, rows: Sequence[CertificateRow]
+    ) -> list[common_pb2.CertificateRecord]:
+        """CertificateRecord messages for rows, with their inventory fields."""
+        frontdoors: dict[int | None, str] = {}
+        # One query for a page's revocations, not one a revoked row.
+        held = [row.id for row in rows if row.status in ("revoked", "on_hold")]
+        revocations = {
+            revocation.certificate_id: revocation
+            for revocation in (
+                session.scalars(
+                    sa.select(RevocationRow).where(
+                        RevocationRow.certificate_id.in_(held)
+                    )
+                )
+                if held
+                else ()
+            )
+        }
+        records = []
+        for row in rows:
+            if row.frontdoor_id not in frontdoors:
+                frontdoors[row.frontdoor_id] = _frontdoor_name(
+                    session, row.frontdoor_id
+                )
+            record = self._base_record(session, row, frontdoors[row.frontdoor_id])
+            revocation = revocations.get(row.id)
+            if revocation is not None:
+                record.revocation.CopyFrom(_revocation_message(revocation))
+            fill_last_use(session, row.id, record)
+            records.append(record)
+        inv.fill_records(session, rows, records)
+        return records
+
+    def find_row(
+        self,
+        session: Session,
+        fingerprint: str,
+        include_deleted: bool = False,
+        for_update: bool = False,
+    ) -> CertificateRow:
+        """The row of a certificate named by fingerprint; NotFound when there
+        is none, or (unless ``include_deleted``) when it was deleted.
+        ``for_update`` locks the row (PostgreSQL) so that concurrent edits of
+        one certificate take turns; SQLite's writer lock does that already."""
+        return _find_certificate(
+            session,
+            CertificateSelector(fingerprint=fingerprint),
+            include_deleted,
+            for_update,
+        )
+
+    @staticmethod
+    def filter_status(
+        statement: sa.Select[Any],
+        status: common_pb2.CertificateStatus,
+        now: dt.datetime,
+    ) -> sa.Select[Any]:
+        """``statement`` restricted to a status, "expired" derived from notAfter."""
+        return _filter_status(statement, status, now)
+
+    def _base_record(
+        self, session: Session, row: CertificateRow, frontdoor: str
+    ) -> common_pb2.CertificateRecord:
+        return common_pb2.CertificateRecord(
             fingerprint_sha256=row.fingerprint,
             serial_number=row.serial_number,
             issuer_key_id=row.issuer_key_id,
-            frontdoor=_frontdoor_name(session, row.frontdoor_id),
+            frontdoor=frontdoor,
             name=row.name,
             subject=row.subject,
             subject_alt_names=[
@@ -721,14 +810,6 @@ class RegistryStore:
                 chain_expiry(session, row).not_valid_after
             ),
         )
-        if row.status in ("revoked", "on_hold"):
-            revocation = session.scalar(
-                sa.select(RevocationRow).where(RevocationRow.certificate_id == row.id)
-            )
-            if revocation is not None:
-                record.revocation.CopyFrom(_revocation_message(revocation))
-        fill_last_use(session, row.id, record)
-        return record
 
     def _page_token_key(self) -> bytes:
         with self._database.reading() as session:
@@ -859,9 +940,14 @@ def _has_anchor(
 
 
 def _find_certificate(
-    session: Session, selector: CertificateSelector
+    session: Session,
+    selector: CertificateSelector,
+    include_deleted: bool = False,
+    for_update: bool = False,
 ) -> CertificateRow:
     statement = sa.select(CertificateRow)
+    if for_update:
+        statement = statement.with_for_update()
     if selector.fingerprint:
         wanted = _parsed(identifiers.parse_fingerprint, selector.fingerprint)
         statement = statement.where(CertificateRow.fingerprint == wanted)
@@ -898,6 +984,8 @@ def _find_certificate(
         raise InvalidArgument(
             f"more than one certificate {described} is recorded; name it by fingerprint"
         )
+    if rows[0].deleted_at is not None and not include_deleted:
+        raise inv.deleted_notice(rows[0])
     return rows[0]
 
 

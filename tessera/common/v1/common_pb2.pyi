@@ -207,7 +207,7 @@ class Revocation(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., frontdoor: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., reason: _Optional[_Union[RevocationReason, str]] = ..., revocation_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CertificateRecord(_message.Message):
-    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "last_used_at", "last_used_frontdoor", "chain_not_valid_after")
+    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "last_used_at", "last_used_frontdoor", "chain_not_valid_after", "description", "environment", "owner", "tags", "mappings", "updated_at")
     FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +226,12 @@ class CertificateRecord(_message.Message):
     LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
     LAST_USED_FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     CHAIN_NOT_VALID_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     fingerprint_sha256: str
     serial_number: str
     issuer_key_id: str
@@ -244,7 +250,13 @@ class CertificateRecord(_message.Message):
     last_used_at: _timestamp_pb2.Timestamp
     last_used_frontdoor: str
     chain_not_valid_after: _timestamp_pb2.Timestamp
-    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_frontdoor: _Optional[str] = ..., chain_not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    description: str
+    environment: str
+    owner: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    mappings: _containers.RepeatedCompositeFieldContainer[ServiceMapping]
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_frontdoor: _Optional[str] = ..., chain_not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., mappings: _Optional[_Iterable[_Union[ServiceMapping, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SerialInFrontdoor(_message.Message):
     __slots__ = ("frontdoor", "serial_number")
@@ -259,3 +271,11 @@ class ExpiryAlertSettings(_message.Message):
     WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
     window_days: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, window_days: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ServiceMapping(_message.Message):
+    __slots__ = ("service", "environment")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    environment: str
+    def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ...) -> None: ...

@@ -50,16 +50,26 @@ class GetPlatformRootRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IssueCertificateRequest(_message.Message):
-    __slots__ = ("csr", "frontdoor", "name", "validity_days")
+    __slots__ = ("csr", "frontdoor", "name", "validity_days", "description", "environment", "owner", "tags", "services")
     CSR_FIELD_NUMBER: _ClassVar[int]
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALIDITY_DAYS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
     csr: bytes
     frontdoor: str
     name: str
     validity_days: int
-    def __init__(self, csr: _Optional[bytes] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., validity_days: _Optional[int] = ...) -> None: ...
+    description: str
+    environment: str
+    owner: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, csr: _Optional[bytes] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., validity_days: _Optional[int] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class IssueCertificateResponse(_message.Message):
     __slots__ = ("certificate", "chain", "record")

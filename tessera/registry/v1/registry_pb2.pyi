@@ -18,9 +18,20 @@ class UsageFilter(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     USAGE_FILTER_ANY: _ClassVar[UsageFilter]
     USAGE_FILTER_NEVER_USED: _ClassVar[UsageFilter]
     USAGE_FILTER_USED: _ClassVar[UsageFilter]
+
+class CertificateOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CERTIFICATE_ORDER_UNSPECIFIED: _ClassVar[CertificateOrder]
+    CERTIFICATE_ORDER_NOT_VALID_AFTER: _ClassVar[CertificateOrder]
+    CERTIFICATE_ORDER_CREATED_AT: _ClassVar[CertificateOrder]
+    CERTIFICATE_ORDER_NAME: _ClassVar[CertificateOrder]
 USAGE_FILTER_ANY: UsageFilter
 USAGE_FILTER_NEVER_USED: UsageFilter
 USAGE_FILTER_USED: UsageFilter
+CERTIFICATE_ORDER_UNSPECIFIED: CertificateOrder
+CERTIFICATE_ORDER_NOT_VALID_AFTER: CertificateOrder
+CERTIFICATE_ORDER_CREATED_AT: CertificateOrder
+CERTIFICATE_ORDER_NAME: CertificateOrder
 
 class RegisterFrontdoorRequest(_message.Message):
     __slots__ = ("name", "settings", "intermediate")
@@ -99,16 +110,28 @@ class TrustAnchor(_message.Message):
     def __init__(self, certificate: _Optional[bytes] = ..., kind: _Optional[_Union[TrustAnchor.Kind, str]] = ..., key_id: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., revocation: _Optional[_Union[_common_pb2.Revocation, _Mapping]] = ...) -> None: ...
 
 class RecordCertificateRequest(_message.Message):
-    __slots__ = ("certificate", "frontdoor", "name", "kind")
+    __slots__ = ("certificate", "frontdoor", "name", "kind", "description", "environment", "owner", "tags", "services", "replaces_fingerprint")
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    REPLACES_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     certificate: bytes
     frontdoor: str
     name: str
     kind: _common_pb2.CertificateKind
-    def __init__(self, certificate: _Optional[bytes] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ...) -> None: ...
+    description: str
+    environment: str
+    owner: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    replaces_fingerprint: str
+    def __init__(self, certificate: _Optional[bytes] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[str]] = ..., replaces_fingerprint: _Optional[str] = ...) -> None: ...
 
 class GetCertificateRequest(_message.Message):
     __slots__ = ("fingerprint_sha256", "serial", "frontdoor_serial")
@@ -129,26 +152,56 @@ class SerialInIssuer(_message.Message):
     def __init__(self, issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
 
 class ListCertificatesRequest(_message.Message):
-    __slots__ = ("frontdoor", "status", "page_size", "page_token", "usage")
+    __slots__ = ("frontdoor", "status", "page_size", "page_token", "usage", "kind", "name", "environment", "owner", "tag", "subject_or_san", "fingerprint_sha256", "serial", "not_valid_after_from", "not_valid_after_before", "service", "order_by", "descending", "include_total_count")
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_OR_SAN_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    NOT_VALID_AFTER_FROM_FIELD_NUMBER: _ClassVar[int]
+    NOT_VALID_AFTER_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    DESCENDING_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     frontdoor: str
     status: _common_pb2.CertificateStatus
     page_size: int
     page_token: str
     usage: UsageFilter
-    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., usage: _Optional[_Union[UsageFilter, str]] = ...) -> None: ...
+    kind: _common_pb2.CertificateKind
+    name: str
+    environment: str
+    owner: str
+    tag: str
+    subject_or_san: str
+    fingerprint_sha256: str
+    serial: SerialInIssuer
+    not_valid_after_from: _timestamp_pb2.Timestamp
+    not_valid_after_before: _timestamp_pb2.Timestamp
+    service: str
+    order_by: CertificateOrder
+    descending: bool
+    include_total_count: bool
+    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., usage: _Optional[_Union[UsageFilter, str]] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ..., name: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tag: _Optional[str] = ..., subject_or_san: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[SerialInIssuer, _Mapping]] = ..., not_valid_after_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., order_by: _Optional[_Union[CertificateOrder, str]] = ..., descending: _Optional[bool] = ..., include_total_count: _Optional[bool] = ...) -> None: ...
 
 class ListCertificatesResponse(_message.Message):
-    __slots__ = ("certificates", "next_page_token")
+    __slots__ = ("certificates", "next_page_token", "total_count")
     CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     certificates: _containers.RepeatedCompositeFieldContainer[_common_pb2.CertificateRecord]
     next_page_token: str
-    def __init__(self, certificates: _Optional[_Iterable[_Union[_common_pb2.CertificateRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    total_count: int
+    def __init__(self, certificates: _Optional[_Iterable[_Union[_common_pb2.CertificateRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total_count: _Optional[int] = ...) -> None: ...
 
 class RecordRevocationRequest(_message.Message):
     __slots__ = ("fingerprint_sha256", "serial", "reason", "invalidity_date")
@@ -361,3 +414,121 @@ class ListDeadLettersResponse(_message.Message):
     DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
     dead_letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
     def __init__(self, dead_letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class CertificateMetadata(_message.Message):
+    __slots__ = ("name", "description", "environment", "owner", "tags")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    environment: str
+    owner: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateCertificateMetadataRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "metadata", "update_mask")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    metadata: CertificateMetadata
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., metadata: _Optional[_Union[CertificateMetadata, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class DeleteCertificateRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "reason")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    reason: str
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteCertificateResponse(_message.Message):
+    __slots__ = ("fingerprint_sha256", "deleted_at")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    deleted_at: _timestamp_pb2.Timestamp
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., deleted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetCertificateHistoryRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "page_size", "page_token")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    page_size: int
+    page_token: str
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class CertificateEvent(_message.Message):
+    __slots__ = ("event", "actor", "occurred_at", "details")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    actor: str
+    occurred_at: _timestamp_pb2.Timestamp
+    details: str
+    def __init__(self, event: _Optional[str] = ..., actor: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., details: _Optional[str] = ...) -> None: ...
+
+class CertificateHistory(_message.Message):
+    __slots__ = ("events", "next_page_token")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[CertificateEvent]
+    next_page_token: str
+    def __init__(self, events: _Optional[_Iterable[_Union[CertificateEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetCertificateMappingsRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "mappings")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    mappings: _containers.RepeatedCompositeFieldContainer[_common_pb2.ServiceMapping]
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., mappings: _Optional[_Iterable[_Union[_common_pb2.ServiceMapping, _Mapping]]] = ...) -> None: ...
+
+class ListServiceCertificatesRequest(_message.Message):
+    __slots__ = ("service", "environment", "status", "page_size", "page_token")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    environment: str
+    status: _common_pb2.CertificateStatus
+    page_size: int
+    page_token: str
+    def __init__(self, service: _Optional[str] = ..., environment: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class GetRevocationImpactRequest(_message.Message):
+    __slots__ = ("fingerprint_sha256", "page_size", "page_token")
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    fingerprint_sha256: str
+    page_size: int
+    page_token: str
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class RevocationImpact(_message.Message):
+    __slots__ = ("certificate", "affected_certificates", "affected_mappings", "certificates", "next_page_token", "mappings_truncated")
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MAPPINGS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    certificate: _common_pb2.CertificateRecord
+    affected_certificates: int
+    affected_mappings: _containers.RepeatedCompositeFieldContainer[_common_pb2.ServiceMapping]
+    certificates: _containers.RepeatedCompositeFieldContainer[_common_pb2.CertificateRecord]
+    next_page_token: str
+    mappings_truncated: bool
+    def __init__(self, certificate: _Optional[_Union[_common_pb2.CertificateRecord, _Mapping]] = ..., affected_certificates: _Optional[int] = ..., affected_mappings: _Optional[_Iterable[_Union[_common_pb2.ServiceMapping, _Mapping]]] = ..., certificates: _Optional[_Iterable[_Union[_common_pb2.CertificateRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., mappings_truncated: _Optional[bool] = ...) -> None: ...

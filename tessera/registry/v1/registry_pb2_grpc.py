@@ -120,6 +120,36 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.UpdateCertificateMetadata = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/UpdateCertificateMetadata',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.UpdateCertificateMetadataRequest.SerializeToString,
+                response_deserializer=tessera_dot_common_dot_v1_dot_common__pb2.CertificateRecord.FromString,
+                _registered_method=True)
+        self.DeleteCertificate = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/DeleteCertificate',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.DeleteCertificateRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.DeleteCertificateResponse.FromString,
+                _registered_method=True)
+        self.GetCertificateHistory = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/GetCertificateHistory',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetCertificateHistoryRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.CertificateHistory.FromString,
+                _registered_method=True)
+        self.SetCertificateMappings = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/SetCertificateMappings',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.SetCertificateMappingsRequest.SerializeToString,
+                response_deserializer=tessera_dot_common_dot_v1_dot_common__pb2.CertificateRecord.FromString,
+                _registered_method=True)
+        self.ListServiceCertificates = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/ListServiceCertificates',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListServiceCertificatesRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListCertificatesResponse.FromString,
+                _registered_method=True)
+        self.GetRevocationImpact = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/GetRevocationImpact',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationImpactRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationImpact.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -256,6 +286,55 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCertificateMetadata(self, request, context):
+        """Changes a certificate's inventory metadata (name, description,
+        environment, owner, tags) named in the update mask; records a
+        metadata_edited event with the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCertificate(self, request, context):
+        """Removes a certificate from listings and lookups, keeping its history and
+        an audit entry. FAILED_PRECONDITION while it still validates (active,
+        on hold or superseded and not expired): revoke it first. CA
+        certificates are never deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCertificateHistory(self, request, context):
+        """A certificate's history, oldest first; readable after deletion too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetCertificateMappings(self, request, context):
+        """Replaces the services and environments a certificate is mapped to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListServiceCertificates(self, request, context):
+        """The certificates mapped to a service (in one environment, when given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRevocationImpact(self, request, context):
+        """What revoking a certificate would break: for a client certificate its
+        mappings; for a CA every unexpired, unrevoked certificate below it, with
+        their services and environments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +422,36 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListDeadLetters,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'UpdateCertificateMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCertificateMetadata,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.UpdateCertificateMetadataRequest.FromString,
+                    response_serializer=tessera_dot_common_dot_v1_dot_common__pb2.CertificateRecord.SerializeToString,
+            ),
+            'DeleteCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCertificate,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.DeleteCertificateRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.DeleteCertificateResponse.SerializeToString,
+            ),
+            'GetCertificateHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCertificateHistory,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetCertificateHistoryRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.CertificateHistory.SerializeToString,
+            ),
+            'SetCertificateMappings': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetCertificateMappings,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.SetCertificateMappingsRequest.FromString,
+                    response_serializer=tessera_dot_common_dot_v1_dot_common__pb2.CertificateRecord.SerializeToString,
+            ),
+            'ListServiceCertificates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServiceCertificates,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListServiceCertificatesRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.ListCertificatesResponse.SerializeToString,
+            ),
+            'GetRevocationImpact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevocationImpact,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationImpactRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationImpact.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -804,6 +913,168 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/ListDeadLetters',
             tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCertificateMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/UpdateCertificateMetadata',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.UpdateCertificateMetadataRequest.SerializeToString,
+            tessera_dot_common_dot_v1_dot_common__pb2.CertificateRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/DeleteCertificate',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.DeleteCertificateRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.DeleteCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCertificateHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/GetCertificateHistory',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.GetCertificateHistoryRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.CertificateHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetCertificateMappings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/SetCertificateMappings',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.SetCertificateMappingsRequest.SerializeToString,
+            tessera_dot_common_dot_v1_dot_common__pb2.CertificateRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServiceCertificates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/ListServiceCertificates',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListServiceCertificatesRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.ListCertificatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevocationImpact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/GetRevocationImpact',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationImpactRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationImpact.FromString,
             options,
             channel_credentials,
             insecure,

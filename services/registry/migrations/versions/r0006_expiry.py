@@ -2,7 +2,7 @@
 webhook deliveries that failed every attempt.
 
 Revision ID: r0006_expiry
-Revises: r0002
+Revises: r0005_usage
 Create Date: 2026-12-04
 
 certificates.subject_key_id gets an index: the monitor and every

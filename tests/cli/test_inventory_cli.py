@@ -1,0 +1,182 @@
+"""``tessera cert list|history|edit|map|impact|delete`` against a running
+suite: tables by default, JSON with --json, refusals as messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.cli.main import main
+from services.suite import Suite
+from tests.support import Clients, make_csr
+
+
+def _cli(
+    suite: Suite, capsys: pytest.CaptureFixture[str], *arguments: str
+) -> tuple[int, str, str]:
+    code = main(
+        [
+            "--issuer",
+            suite.address("issuer"),
+            "--registry",
+            suite.address("registry"),
+            *arguments,
+        ]
+    )
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_request_with_metadata_then_list_as_table_and_json(
+    suite: Suite, clients: Clients, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    clients.create_frontdoor("payments")
+    csr = tmp_path / "client.csr"
+    csr.write_bytes(make_csr("CN=checkout.example"))
+    code, out, err = _cli(
+        suite,
+        capsys,
+        "cert",
+        "request",
+        "--frontdoor",
+        "payments",
+        "--csr",
+        str(csr),
+        "--out",
+        str(tmp_path / "client.pem"),
+        "--name",
+        "checkout client",
+        "--environment",
+        "prod",
+        "--owner",
+        "team-checkout",
+        "--tag",
+        "pci",
+        "--service",
+        "checkout",
+    )
+    assert code == 0, err
+    clients.issue("payments", name="other")
+
+    code, table, err = _cli(
+        suite, capsys, "cert", "list", "--kind", "client", "--count"
+    )
+    assert code == 0, err
+    lines = table.splitlines()
+    assert lines[0].split() == [
+        "STATUS", "KIND", "FRONTDOOR", "ENV", "OWNER", "NOT", "AFTER", "SERIAL", "NAME",
+    ]  # fmt: skip
+    assert "team-checkout" in lines[1]
+    assert "checkout client" in lines[1]
+    assert "(2 certificates match)" in table
+
+    code, out, err = _cli(
+        suite,
+        capsys,
+        "cert",
+        "list",
+        "--service",
+        "checkout",
+        "--tag",
+        "pci",
+        "--expires-within",
+        "365",
+        "--json",
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    assert [c["name"] for c in shown["certificates"]] == ["checkout client"]
+    assert shown["certificates"][0]["mappings"] == [
+        {"service": "checkout", "environment": "prod"}
+    ]
+    assert "certificate" not in shown["certificates"][0]
+
+
+def test_edit_map_history_impact_and_delete(
+    suite: Suite, clients: Clients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clients.create_frontdoor("payments")
+    fingerprint = clients.issue("payments").record.fingerprint_sha256
+
+    code, out, err = _cli(
+        suite, capsys, "cert", "edit", fingerprint, "--owner", "team-a", "--tag", "x"
+    )
+    assert code == 0, err
+    assert json.loads(out)["owner"] == "team-a"
+
+    code, out, err = _cli(
+        suite, capsys, "cert", "map", fingerprint, "--add", "checkout@prod"
+    )
+    assert code == 0, err
+    assert "checkout@prod" in out
+
+    code, out, err = _cli(suite, capsys, "cert", "history", fingerprint, "--json")
+    assert code == 0, err
+    assert [e["event"] for e in json.loads(out)] == [
+        "issued",
+        "metadata_edited",
+        "mappings_changed",
+    ]
+    code, table, err = _cli(suite, capsys, "cert", "history", fingerprint)
+    assert code == 0, err
+    assert "metadata_edited" in table
+    assert "(cli)" in table
+
+    code, listing, err = _cli(
+        suite, capsys, "cert", "list", "--kind", "intermediate", "--json"
+    )
+    intermediate = json.loads(listing)["certificates"][0]["fingerprint_sha256"]
+    code, out, err = _cli(suite, capsys, "cert", "impact", intermediate)
+    assert code == 0, err
+    assert "breaks 1 certificates below it" in out
+    assert "checkout@prod" in out
+
+    code, out, err = _cli(suite, capsys, "cert", "delete", fingerprint)
+    assert code == 2
+    assert "revoke it first" in err
+
+    clients.revoke(fingerprint)
+    code, out, err = _cli(suite, capsys, "cert", "delete", fingerprint)
+    assert code == 0, err
+    code, out, err = _cli(suite, capsys, "cert", "list", "--kind", "client", "--json")
+    assert json.loads(out)["certificates"] == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        (["cert", "list", "--environment", "Prod Env"], "environment"),
+        (["cert", "list", "--fingerprint", "xyz"], "fingerprint"),
+        (["cert", "list", "--serial", "01"], "--issuer-key-id"),
+        (["cert", "list", "--page-token", "forged.token"], "page_token"),
+        (["cert", "edit", "ab" * 32], "name something to change"),
+        (["cert", "map", "ab" * 32], "say what to change"),
+        (["cert", "edit", "ab" * 32, "--owner", "x"], "no certificate"),
+    ],
+)
+def test_bad_input_is_a_message_not_a_traceback(
+    suite: Suite,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    says: str,
+) -> None:
+    code, _out, err = _cli(suite, capsys, *arguments)
+
+    assert code == 2
+    assert says in err
+    assert "Traceback" not in err
+
+
+def test_malformed_mapping_and_time_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for arguments in (
+        ["cert", "map", "ab", "--add", "no-environment"],
+        ["cert", "list", "--expires-before", "next tuesday"],
+    ):
+        with pytest.raises(SystemExit) as exit_status:
+            main(arguments)
+        assert exit_status.value.code == 2
+        assert "Traceback" not in capsys.readouterr().err
