@@ -57,6 +57,13 @@ class CertificateRow(RegistryBase):
     status: Mapped[str] = mapped_column(sa.String(16), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     der: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # "issued" (Tessera signed it) or "uploaded" (the user's own PKI).
+    origin: Mapped[str] = mapped_column(
+        sa.String(16), default="issued", server_default="issued", index=True
+    )
+    # SHA-256 of the DER SubjectPublicKeyInfo, hex: finds certificates that
+    # share a key.
+    spki_sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
 
 class TrustAnchorRow(RegistryBase):
@@ -68,7 +75,7 @@ class TrustAnchorRow(RegistryBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     frontdoor_id: Mapped[int] = mapped_column(sa.ForeignKey("frontdoors.id"))
     certificate_id: Mapped[int] = mapped_column(sa.ForeignKey("certificates.id"))
-    # "issued_intermediate" now; uploaded CAs and pins come later.
+    # "issued_intermediate", "uploaded_ca" or "pinned_certificate".
     kind: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
