@@ -392,8 +392,25 @@ class RegistryStore:
         store it in one transaction (see ``services.registry.uploads``)."""
         name = check_descriptive_name(name)
         certificates = uploads.read_upload(data)
-        now = self._clock.now()
 
+        try:
+            return self._upload(frontdoor, certificates, name, dry_run)
+        except IntegrityError:
+            # A concurrent upload stored one of these certificates between
+            # the lint and the insert; this transaction was rolled back whole.
+            raise AlreadyExists(
+                "another upload stored one of these certificates at the same "
+                "time; upload again to see the report"
+            ) from None
+
+    def _upload(
+        self,
+        frontdoor: str,
+        certificates: list[x509.Certificate],
+        name: str,
+        dry_run: bool,
+    ) -> UploadOutcome:
+        now = self._clock.now()
         with self._database.writing() as session:
             row = _require_frontdoor(session, frontdoor)
             profile = effective_settings(
