@@ -20,12 +20,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from services.common import certificate_facts as facts
 from services.common import identifiers
 from services.common.audit import verify_chain
 from services.common.config import Settings
-from services.common.database import Database
+from services.common.database import Database, migrate
 from services.common.revocation_cache import RedisRevocationCache
 from services.common.rpc import ACTOR_HEADER
 from services.common.schema import AuditEventRow
@@ -33,6 +35,7 @@ from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
 from tessera.registry.v1 import registry_pb2, registry_pb2_grpc
+from tests.issuer.ocsp_requests import cert_id, post, request_der
 from tests.registry.pki import make_ca, make_client, now
 from tests.support import Clients, eventually, rpc_error, suite_settings
 
@@ -458,6 +461,13 @@ def test_revoked_uploaded_client_certificate_is_refused(running: Running) -> Non
     listed = {entry.serial_number for entry in x509.load_der_x509_crl(crl.crl)}
     assert client.certificate.serial_number not in listed
     assert by_serial.certificate.serial_number not in listed
+    # Nor does its OCSP responder answer for them: the CA is not its own.
+    assert running.suite.publication is not None
+    answer = post(
+        running.suite.publication,
+        request_der([cert_id(ca.certificate, client.certificate.serial_number)]),
+    ).ocsp()
+    assert answer.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
 def test_revocation_of_uploaded_certificates_rests_on_the_cache_marker(
@@ -800,3 +810,39 @@ def test_upload_limits_are_stated_in_bytes() -> None:
         path.write_bytes(b"x" * (2 * 1024 * 1024))
         with pytest.raises(ValueError, match="1 MiB"):
             read_upload_file(path)
+
+
+def test_migration_marks_older_records_issued_with_their_key_hash(
+    database_url: str,
+) -> None:
+    """r0004 gives every record made before it origin "issued" and the hash
+    of its public key, so the duplicate-key lint sees older records too."""
+    from tests.registry.test_store import _migrate_registry_to
+
+    existing = make_client(None, "older")
+    # Alembic's configuration interpolates "%", as migrate() knows.
+    _migrate_registry_to(database_url.replace("%", "%%"), "r0002")
+    engine = sa.create_engine(database_url)
+    moment = now().replace(tzinfo=None)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO certificates (id, fingerprint, serial_number, "
+                "issuer_key_id, subject_key_id, kind, name, subject, "
+                "subject_alt_names, not_valid_before, not_valid_after, key_type, "
+                "status, created_at, der) VALUES (1, 'f', '1', 'k', '', 'client', "
+                "'', '', '[]', :now, :now, 'ec', 'active', :now, :der)"
+            ),
+            {"now": moment, "der": existing.der},
+        )
+    engine.dispose()
+
+    migrate(database_url, "registry")
+
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT origin, spki_sha256 FROM certificates")
+        ).all()
+    engine.dispose()
+    assert rows == [("issued", facts.spki_sha256(existing.certificate.public_key()))]
