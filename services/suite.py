@@ -207,6 +207,10 @@ def serve_metrics_once(settings: Settings) -> str | None:
     return settings.metrics_listen
 
 
+# What the registry reads in one request; see UploadCertificates.
+REGISTRY_MAX_RECEIVE_BYTES = 32 * 1024 * 1024
+
+
 def _audit(settings: Settings, service: str, clock: Clock, suite: Suite) -> AuditLog:
     migrate(settings.audit_url, "common")
     database = Database(settings.audit_url)
@@ -254,7 +258,14 @@ def _start_registry(
             stall_grace=heartbeat * 2,
         ),
     )
-    servicer = RegistryServicer(store, sync, bus, watch, ExpiryRecords(database))
+    servicer = RegistryServicer(
+        store,
+        sync,
+        bus,
+        watch,
+        ExpiryRecords(database),
+        audit,
+    )
     server = start_server(
         "registry",
         settings.registry.listen,
@@ -265,6 +276,10 @@ def _start_registry(
         # Every watcher holds a thread for as long as it watches; the other
         # calls keep threads of their own.
         max_workers=_RPC_WORKERS + settings.registry.watch_max_subscribers,
+        # Uploads above their own 1 MiB limit are refused with a sentence
+        # that says so; gRPC's limit must lie beyond it, or a 10 MB file
+        # would meet gRPC's terse "message larger than max" first.
+        max_receive_bytes=REGISTRY_MAX_RECEIVE_BYTES,
     )
     suite.servers["registry"] = server
     return server

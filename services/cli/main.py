@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from services.cli import backup as backup_cli
 from services.cli import inventory as cli_inventory
-from services.cli import nginx, usage
+from services.cli import nginx, uploads, usage
 from services.common import identifiers
 from services.common.audit import verify_chain
 from services.common.config import (
@@ -823,6 +823,13 @@ def _cert_show(options: argparse.Namespace) -> int:
     return 0
 
 
+def _cert_upload(options: argparse.Namespace) -> int:
+    try:
+        return uploads.run(options, _registry(options))
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
 # audit ------------------------------------------------------------------
 
 
@@ -1176,6 +1183,14 @@ def _parser() -> argparse.ArgumentParser:
     _certificate_selector_options(show_cert)
     show_cert.set_defaults(run=_cert_show)
     usage.add_unused_command(cert, [anywhere], _registry)
+
+    upload = cert.add_parser(
+        "upload",
+        parents=[anywhere],
+        help="upload certificates of your own PKI and print the lint report",
+    )
+    uploads.configure(upload)
+    upload.set_defaults(run=_cert_upload)
 
     revocations = _group(commands, "revocations", "follow the revocation log")
     watch = revocations.add_parser(

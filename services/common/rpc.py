@@ -189,6 +189,7 @@ def start_server(
     register: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     max_workers: int = 32,
+    max_receive_bytes: int = MAX_MESSAGE_BYTES,
 ) -> RunningServer:
     """Start a server with ``register``'s servicers, health and reflection.
 
@@ -200,7 +201,7 @@ def start_server(
         ),
         interceptors=[ErrorMappingInterceptor(service)],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ],

@@ -228,6 +228,8 @@ class RecordingInventory:
     mappings: tuple[ServiceMapping, ...] = ()
     replaces_fingerprint: str = ""
     actor: str = SYSTEM_ACTOR
+    # The first history event: "issued", or "uploaded" for the user's own PKI.
+    first_event: str = "issued"
 
 
 def check_recording(
@@ -351,7 +353,9 @@ def on_recorded(
     if inventory.mappings:
         details["mappings"] = [dataclasses.asdict(m) for m in inventory.mappings]
     if not inventory.replaces_fingerprint:
-        record_event(session, row.id, "issued", inventory.actor, details, now)
+        record_event(
+            session, row.id, inventory.first_event, inventory.actor, details, now
+        )
         return
 
     replaced = session.scalar(

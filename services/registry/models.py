@@ -68,6 +68,13 @@ class CertificateRow(RegistryBase):
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     # Set when deleted: the row stays for its history and the revocation log.
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # "issued" (Tessera signed it) or "uploaded" (the user's own PKI).
+    origin: Mapped[str] = mapped_column(
+        sa.String(16), default="issued", server_default="issued", index=True
+    )
+    # SHA-256 of the DER SubjectPublicKeyInfo, hex: finds certificates that
+    # share a key.
+    spki_sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
 
 
 class TrustAnchorRow(RegistryBase):
@@ -79,7 +86,7 @@ class TrustAnchorRow(RegistryBase):
     id: Mapped[int] = mapped_column(primary_key=True)
     frontdoor_id: Mapped[int] = mapped_column(sa.ForeignKey("frontdoors.id"))
     certificate_id: Mapped[int] = mapped_column(sa.ForeignKey("certificates.id"))
-    # "issued_intermediate" now; uploaded CAs and pins come later.
+    # "issued_intermediate", "uploaded_ca" or "pinned_certificate".
     kind: Mapped[str] = mapped_column(sa.String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 

@@ -7,15 +7,16 @@ from collections.abc import Iterator
 import grpc
 
 from services.common import metrics
+from services.common.audit import AuditLog
 from services.common.certificate_facts import request_timestamp
-from services.common.errors import InvalidArgument, Unavailable
+from services.common.errors import InvalidArgument, TesseraError, Unavailable
 from services.common.logging import get_logger
 from services.common.rpc import caller_identity
-from services.registry import inventory
+from services.registry import inventory, uploads
 from services.registry.cache_sync import CacheSync
 from services.registry.expiry import ExpiryRecords
 from services.registry.revocation_bus import BusUnavailable, RevocationBus
-from services.registry.store import CertificateSelector, RegistryStore
+from services.registry.store import CertificateSelector, RegistryStore, UploadOutcome
 from services.registry.usage import check_report
 from services.registry.watch import RevocationWatch
 from tessera.common.v1 import common_pb2
@@ -35,7 +36,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         bus: RevocationBus,
         watch: RevocationWatch,
         expiry: ExpiryRecords | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._cache_sync = cache_sync
         self._bus = bus
@@ -343,3 +346,118 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         return self._store.inventory.revocation_impact(
             request.fingerprint_sha256, request.page_size, request.page_token
         )
+
+    def UploadCertificates(
+        self,
+        request: registry_pb2.UploadCertificatesRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.UploadCertificatesResponse:
+        # Nothing of request.data reaches a log or the audit table: it may
+        # hold a private key, which the store refuses without quoting it.
+        actor = caller_identity(context)
+        try:
+            outcome = self._store.upload_certificates(
+                request.frontdoor, request.data, request.name, request.dry_run, actor
+            )
+        except TesseraError as error:
+            if not request.dry_run:
+                self._record(
+                    "trust_store.upload",
+                    actor,
+                    "refused",
+                    frontdoor=request.frontdoor,
+                    error=error.message,
+                )
+            raise
+        if not request.dry_run:
+            self._record(
+                "trust_store.upload",
+                actor,
+                "success" if outcome.stored else "refused",
+                frontdoor=request.frontdoor,
+                certificates=[
+                    {
+                        "fingerprint": planned.fingerprint,
+                        "role": planned.role.value,
+                        "subject": planned.subject,
+                    }
+                    for planned in outcome.plan.certificates
+                ],
+                errors=[
+                    finding.code
+                    for finding in outcome.plan.findings
+                    if finding.severity is uploads.Severity.ERROR
+                ],
+            )
+        return _upload_response(outcome)
+
+    def RemoveTrustAnchor(
+        self,
+        request: registry_pb2.RemoveTrustAnchorRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.TrustStore:
+        actor = caller_identity(context)
+        try:
+            kind, store = self._store.remove_trust_anchor(
+                request.frontdoor, request.fingerprint_sha256, actor
+            )
+        except TesseraError as error:
+            self._record(
+                "trust_store.remove",
+                actor,
+                "refused",
+                frontdoor=request.frontdoor,
+                fingerprint=request.fingerprint_sha256[:100],
+                error=error.message,
+            )
+            raise
+        self._record(
+            "trust_store.remove",
+            actor,
+            "success",
+            frontdoor=request.frontdoor,
+            fingerprint=request.fingerprint_sha256,
+            kind=kind,
+        )
+        return store
+
+    def _record(self, action: str, actor: str, outcome: str, **details: object) -> None:
+        if self._audit is not None:
+            self._audit.record(action, actor=actor, outcome=outcome, **details)
+
+
+_SEVERITIES = {
+    uploads.Severity.WARNING: registry_pb2.UploadFinding.SEVERITY_WARNING,
+    uploads.Severity.ERROR: registry_pb2.UploadFinding.SEVERITY_ERROR,
+}
+_ROLES = {
+    uploads.Role.CLIENT: registry_pb2.UploadedCertificate.ROLE_CLIENT,
+    uploads.Role.CA: registry_pb2.UploadedCertificate.ROLE_CA,
+    uploads.Role.PINNED: registry_pb2.UploadedCertificate.ROLE_PINNED,
+}
+
+
+def _upload_response(outcome: UploadOutcome) -> registry_pb2.UploadCertificatesResponse:
+    response = registry_pb2.UploadCertificatesResponse(stored=outcome.stored)
+    for finding in outcome.plan.findings:
+        response.findings.append(
+            registry_pb2.UploadFinding(
+                severity=_SEVERITIES[finding.severity],
+                code=finding.code,
+                message=finding.message,
+                certificate_index=finding.index,
+                fingerprint_sha256=finding.fingerprint,
+                subject=finding.subject,
+            )
+        )
+    for planned in outcome.plan.certificates:
+        uploaded = registry_pb2.UploadedCertificate(
+            role=_ROLES[planned.role],
+            fingerprint_sha256=planned.fingerprint,
+            subject=planned.subject,
+        )
+        record = outcome.records.get(planned.fingerprint)
+        if record is not None:
+            uploaded.record.CopyFrom(record)
+        response.certificates.append(uploaded)
+    return response

@@ -47,6 +47,7 @@ from services.common.revocation_reasons import (
     check_revocation_reason,
 )
 from services.registry import inventory as inv
+from services.registry import uploads
 from services.registry.expiry import chain_expiry
 from services.registry.models import (
     REVOCATION_COUNTER,
@@ -82,13 +83,22 @@ _KIND_NAMES = {
     common_pb2.CERTIFICATE_KIND_ROOT: "root",
 }
 _KIND_VALUES = {name: value for value, name in _KIND_NAMES.items()}
-_CA_KINDS = ("intermediate", "root")
+# A self-signed CA of the user's PKI. Never "root": that word makes a CA
+# the platform root, which may sign frontdoor intermediates.
+_KIND_VALUES["uploaded_root"] = common_pb2.CERTIFICATE_KIND_ROOT
+_CA_KINDS = ("intermediate", "root", "uploaded_root")
+_ORIGIN_VALUES = {
+    "issued": common_pb2.CERTIFICATE_ORIGIN_ISSUED,
+    "uploaded": common_pb2.CERTIFICATE_ORIGIN_UPLOADED,
+}
 _USABLE_ANCHOR_STATUSES = (
     common_pb2.CERTIFICATE_STATUS_ACTIVE,
     common_pb2.CERTIFICATE_STATUS_SUPERSEDED,
 )
 _ANCHOR_KINDS = {
-    "issued_intermediate": registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE
+    "issued_intermediate": registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE,
+    "uploaded_ca": registry_pb2.TrustAnchor.KIND_UPLOADED_CA,
+    "pinned_certificate": registry_pb2.TrustAnchor.KIND_PINNED_CERTIFICATE,
 }
 
 MAX_NAME_LENGTH = 256
@@ -111,6 +121,15 @@ class CertificateSelector:
     issuer_key_id: str | None = None
     frontdoor: str | None = None
     serial_number: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class UploadOutcome:
+    """The lint report of an upload and the records it stored, by fingerprint."""
+
+    plan: uploads.UploadPlan
+    records: dict[str, common_pb2.CertificateRecord]
+    stored: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,15 +384,188 @@ class RegistryStore:
         return records, next_token
 
     def ca_key_ids(self) -> list[str]:
-        """Key ids of every CA the registry knows: the root and intermediates."""
+        """Key ids revocations are logged under: the root, intermediates,
+        uploaded CAs and pinned self-signed certificates (their own issuers)."""
         with self._database.reading() as session:
             return list(
-                session.scalars(
-                    sa.select(CertificateRow.subject_key_id)
-                    .where(CertificateRow.kind.in_(_CA_KINDS))
-                    .order_by(CertificateRow.id)
+                dict.fromkeys(
+                    session.scalars(
+                        sa.select(CertificateRow.subject_key_id)
+                        .where(
+                            sa.or_(
+                                CertificateRow.kind.in_(_CA_KINDS),
+                                CertificateRow.subject_key_id != "",
+                            )
+                        )
+                        .order_by(CertificateRow.id)
+                    )
                 )
             )
+
+    # Uploads ------------------------------------------------------------
+
+    def upload_certificates(
+        self,
+        frontdoor: str,
+        data: bytes,
+        name: str,
+        dry_run: bool,
+        actor: str = inv.SYSTEM_ACTOR,
+    ) -> UploadOutcome:
+        """Lint an upload and, when it has no error and is not a dry run,
+        store it in one transaction (see ``services.registry.uploads``)."""
+        name = check_descriptive_name(name)
+        certificates = uploads.read_upload(data)
+
+        try:
+            return self._upload(frontdoor, certificates, name, dry_run, actor)
+        except IntegrityError:
+            # A concurrent upload stored one of these certificates between
+            # the lint and the insert; this transaction was rolled back whole.
+            raise AlreadyExists(
+                "another upload stored one of these certificates at the same "
+                "time; upload again to see the report"
+            ) from None
+
+    def _upload(
+        self,
+        frontdoor: str,
+        certificates: list[x509.Certificate],
+        name: str,
+        dry_run: bool,
+        actor: str,
+    ) -> UploadOutcome:
+        now = self._clock.now()
+        with self._database.writing() as session:
+            row = _require_frontdoor(session, frontdoor)
+            profile = effective_settings(
+                common_pb2.FrontdoorSettings.FromString(row.settings),
+                self._key_policy,
+            ).issuance
+            policy = uploads.FrontdoorPolicy(
+                name=frontdoor,
+                allowed_key_types=tuple(profile.allowed_key_types),
+                min_rsa_bits=profile.min_rsa_bits,
+                uploaded_cas=uploads.uploaded_cas(session, row.id, now),
+            )
+            plan = uploads.lint_upload(
+                certificates, policy, uploads.SessionKnowledge(session, row.id), now
+            )
+            if plan.has_errors or dry_run:
+                return UploadOutcome(plan, {}, stored=False)
+
+            records: dict[str, common_pb2.CertificateRecord] = {}
+            single = len(plan.certificates) == 1
+            for planned in plan.certificates:
+                certificate_row = self._store_uploaded(
+                    session, row.id, planned, name, single, actor
+                )
+                records[planned.fingerprint] = self._record_message(
+                    session, certificate_row
+                )
+            return UploadOutcome(plan, records, stored=True)
+
+    def _store_uploaded(
+        self,
+        session: Session,
+        frontdoor_id: int,
+        planned: uploads.PlannedCertificate,
+        name: str,
+        single: bool,
+        actor: str,
+    ) -> CertificateRow:
+        # The name given names the client certificate (or the only one); the
+        # CAs of a chain are named by their subjects.
+        given = name if (single or planned.role is not uploads.Role.CA) else ""
+        record_name = given or planned.subject[:MAX_NAME_LENGTH]
+        if planned.already_recorded:
+            row = session.scalar(
+                sa.select(CertificateRow).where(
+                    CertificateRow.fingerprint == planned.fingerprint
+                )
+            )
+            assert row is not None, "the lint found this record in this transaction"
+        else:
+            kind = "client"
+            if planned.role is uploads.Role.CA:
+                kind = "uploaded_root" if planned.self_signed else "intermediate"
+            row = self._insert_certificate(
+                session,
+                planned.certificate,
+                frontdoor_id,
+                kind,
+                inv.RecordingInventory(
+                    metadata=inv.CertificateMetadata(name=record_name),
+                    actor=actor,
+                    first_event="uploaded",
+                ),
+                origin="uploaded",
+                issuer_key_id=planned.issuer_key_id,
+                subject_key_id=planned.subject_key_id,
+            )
+        if planned.role is not uploads.Role.CLIENT:
+            session.add(
+                TrustAnchorRow(
+                    frontdoor_id=frontdoor_id,
+                    certificate_id=row.id,
+                    kind=(
+                        "uploaded_ca"
+                        if planned.role is uploads.Role.CA
+                        else "pinned_certificate"
+                    ),
+                    created_at=self._clock.now(),
+                )
+            )
+            frontdoor = session.get(FrontdoorRow, frontdoor_id)
+            inv.record_event(
+                session,
+                row.id,
+                "trust_added",
+                actor,
+                {
+                    "frontdoor": frontdoor.name if frontdoor else "",
+                    "role": planned.role.value,
+                },
+            )
+            session.flush()
+        return row
+
+    def remove_trust_anchor(
+        self, frontdoor: str, fingerprint: str, actor: str = inv.SYSTEM_ACTOR
+    ) -> tuple[str, registry_pb2.TrustStore]:
+        """Take an uploaded CA or pinned certificate out of a frontdoor's
+        trust store; the anchor's kind and the trust store after."""
+        wanted = _parsed(identifiers.parse_fingerprint, fingerprint)
+        with self._database.writing() as session:
+            row = _require_frontdoor(session, frontdoor)
+            anchor = session.scalar(
+                sa.select(TrustAnchorRow)
+                .join(
+                    CertificateRow, CertificateRow.id == TrustAnchorRow.certificate_id
+                )
+                .where(TrustAnchorRow.frontdoor_id == row.id)
+                .where(CertificateRow.fingerprint == wanted)
+            )
+            if anchor is None:
+                raise NotFound(
+                    f"certificate {wanted} is not in the trust store of frontdoor "
+                    f"{frontdoor!r}"
+                )
+            if anchor.kind not in ("uploaded_ca", "pinned_certificate"):
+                raise PolicyRefusal(
+                    "the anchor is an intermediate Tessera issued to the frontdoor; "
+                    "revoke it through the issuer instead of removing it"
+                )
+            kind = anchor.kind
+            inv.record_event(
+                session,
+                anchor.certificate_id,
+                "trust_removed",
+                actor,
+                {"frontdoor": frontdoor, "kind": kind},
+            )
+            session.delete(anchor)
+        return kind, self.trust_store(frontdoor)
 
     # Revocation ---------------------------------------------------------
 
@@ -629,12 +821,21 @@ class RegistryStore:
         frontdoor_id: int | None,
         kind: str,
         inventory: inv.RecordingInventory,
+        *,
+        origin: str = "issued",
+        issuer_key_id: str | None = None,
+        subject_key_id: str | None = None,
     ) -> CertificateRow:
         now = self._clock.now()
         serial_number = identifiers.format_serial(certificate.serial_number)
-        issuer_key_id = identifiers.authority_key_id(certificate) or ""
-        if kind == "root":
-            issuer_key_id = identifiers.subject_key_id(certificate)
+        if issuer_key_id is None:
+            issuer_key_id = identifiers.authority_key_id(certificate) or ""
+            if kind == "root":
+                issuer_key_id = identifiers.subject_key_id(certificate)
+        if subject_key_id is None:
+            subject_key_id = (
+                identifiers.subject_key_id(certificate) if kind in _CA_KINDS else ""
+            )
         clash = session.scalar(
             sa.select(CertificateRow.fingerprint)
             .where(CertificateRow.issuer_key_id == issuer_key_id)
@@ -649,9 +850,7 @@ class RegistryStore:
             fingerprint=identifiers.fingerprint(certificate),
             serial_number=serial_number,
             issuer_key_id=issuer_key_id,
-            subject_key_id=(
-                identifiers.subject_key_id(certificate) if kind in _CA_KINDS else ""
-            ),
+            subject_key_id=subject_key_id,
             frontdoor_id=frontdoor_id,
             kind=kind,
             name=inventory.metadata.name,
@@ -669,6 +868,8 @@ class RegistryStore:
             created_at=now,
             updated_at=now,
             der=certificate.public_bytes(Encoding.DER),
+            origin=origin,
+            spki_sha256=facts.spki_sha256(certificate.public_key()),
         )
         session.add(row)
         session.flush()
@@ -808,6 +1009,9 @@ class RegistryStore:
             certificate=row.der,
             chain_not_valid_after=facts.timestamp(
                 chain_expiry(session, row).not_valid_after
+            ),
+            origin=_ORIGIN_VALUES.get(
+                row.origin or "issued", common_pb2.CERTIFICATE_ORIGIN_UNSPECIFIED
             ),
         )
 

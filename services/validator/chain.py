@@ -150,6 +150,28 @@ class AnchorSet:
         return PathResult((OK,), "the certificate is valid", tuple(verified.chain))
 
 
+def verify_pinned(certificate: x509.Certificate, now: dt.datetime) -> PathResult:
+    """Validate a certificate the frontdoor trusts by its exact fingerprint:
+    no path, but validity, usage and key are checked as for any client."""
+    reasons: list[common_pb2.ValidationReason] = []
+    sentences: list[str] = []
+
+    def found(reason: common_pb2.ValidationReason, sentence: str) -> None:
+        reasons.append(reason)
+        sentences.append(sentence)
+
+    _check_validity(certificate, "the pinned certificate", now, found)
+    usage_problem = client_usage_problem(certificate)
+    if usage_problem:
+        found(WRONG_USAGE, usage_problem)
+    key_problem = client_key_problem(certificate)
+    if key_problem:
+        found(WEAK_KEY, key_problem)
+    if reasons:
+        return PathResult(tuple(reasons), "; ".join(sentences))
+    return PathResult((OK,), "the pinned certificate is valid", (certificate,))
+
+
 def client_usage_problem(certificate: x509.Certificate) -> str:
     """Why a certificate may not authenticate a TLS client, or "" if it may."""
     try:

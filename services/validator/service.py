@@ -13,7 +13,7 @@ from services.common import identifiers, metrics
 from services.common.clock import Clock
 from services.common.errors import InvalidArgument
 from services.common.revocation_reasons import rfc_name
-from services.validator.chain import OK, UNTRUSTED_ISSUER, issued_by
+from services.validator.chain import OK, UNTRUSTED_ISSUER, issued_by, verify_pinned
 from services.validator.revocation import RevocationChecker, Status
 from services.validator.trust import FrontdoorTrust, TrustStores, WithdrawnAnchor
 from services.validator.usage import UsageReporter
@@ -107,8 +107,12 @@ class Validator:
                 identity,
             )
 
-        # Step 3: the path.
-        path = trust.anchors.verify(leaf, intermediates, self._clock.now())
+        # Step 3: the path, or a pin of exactly this certificate.
+        pinned = trust.pinned.get(identity.fingerprint_sha256)
+        if pinned is not None:
+            path = verify_pinned(pinned.certificate, self._clock.now())
+        else:
+            path = trust.anchors.verify(leaf, intermediates, self._clock.now())
         if not path.valid:
             withdrawn = _withdrawn_issuer(leaf, trust)
             if UNTRUSTED_ISSUER in path.reasons and withdrawn is not None:
@@ -129,8 +133,7 @@ class Validator:
     ) -> tuple[validator_pb2.ValidationVerdict, bool]:
         """The verdict, and whether every revocation status was proven."""
         unknown = []
-        for certificate in _issued_by_tessera(path, trust):
-            issuer_key_id = identifiers.authority_key_id(certificate) or ""
+        for certificate, issuer_key_id in _logged_in_tessera(path, trust):
             serial_number = identifiers.format_serial(certificate.serial_number)
             answer = self._revocation.check(issuer_key_id, serial_number)
             what = "the certificate" if certificate is path[0] else "its issuing CA"
@@ -249,23 +252,35 @@ def _identity(leaf: x509.Certificate) -> validator_pb2.ClientIdentity:
     )
 
 
-def _issued_by_tessera(
+def _logged_in_tessera(
     path: Sequence[x509.Certificate], trust: FrontdoorTrust
-) -> list[x509.Certificate]:
-    """Certificates of the path whose revocation is in Tessera's log: those
-    signed by one of the frontdoor's issued intermediates, and those
-    intermediates themselves (signed by the platform root)."""
-    issued = []
-    for certificate in path:
-        signed_by_issued_anchor = (
-            identifiers.authority_key_id(certificate) in trust.issued_anchor_key_ids
-        )
+) -> list[tuple[x509.Certificate, str]]:
+    """Certificates of the path whose revocation is in Tessera's log, each
+    with the key id it is logged under: those signed by one of the
+    frontdoor's issued intermediates, those intermediates themselves (signed
+    by the platform root), those signed by a CA uploaded for the frontdoor
+    (the registry logs them under that CA's key id), and a pinned
+    certificate. An uploaded CA's own revocation withdraws it from the trust
+    store instead, which the revocation stream makes take effect at once."""
+    if len(path) == 1:
+        pinned = trust.pinned.get(identifiers.fingerprint(path[0]))
+        if pinned is not None:
+            return [(path[0], pinned.issuer_key_id)]
+    logged = []
+    for position, certificate in enumerate(path):
+        authority_key_id = identifiers.authority_key_id(certificate) or ""
+        signed_by_issued_anchor = authority_key_id in trust.issued_anchor_key_ids
         is_issued_anchor = (
             identifiers.subject_key_id(certificate) in trust.issued_anchor_key_ids
         )
         if signed_by_issued_anchor or is_issued_anchor:
-            issued.append(certificate)
-    return issued
+            logged.append((certificate, authority_key_id))
+            continue
+        if position + 1 < len(path):
+            issuer_key_id = identifiers.subject_key_id(path[position + 1])
+            if issuer_key_id in trust.uploaded_anchor_key_ids:
+                logged.append((certificate, issuer_key_id))
+    return logged
 
 
 def _refusal(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import threading
+from collections.abc import Mapping
 
 from cryptography import x509
 
@@ -36,6 +37,16 @@ class WithdrawnAnchor:
 
 
 @dataclasses.dataclass(frozen=True)
+class PinnedCertificate:
+    """A single certificate trusted by its exact fingerprint, and the key id
+    its revocations are logged under."""
+
+    certificate: x509.Certificate
+    issuer_key_id: str
+    serial_number: str
+
+
+@dataclasses.dataclass(frozen=True)
 class FrontdoorTrust:
     """What the validator needs to know about one frontdoor."""
 
@@ -50,6 +61,11 @@ class FrontdoorTrust:
     # (issuer key id, serial number) of every usable anchor, to recognise a
     # revocation of one of them.
     anchor_serials: frozenset[tuple[str, str]] = frozenset()
+    # Key ids of the CAs uploaded for this frontdoor: revocations of the
+    # certificates they signed, when recorded in Tessera, are in the log too.
+    uploaded_anchor_key_ids: frozenset[str] = frozenset()
+    # Pinned certificates by SHA-256 fingerprint; never path anchors.
+    pinned: Mapping[str, PinnedCertificate] = dataclasses.field(default_factory=dict)
 
 
 class TrustStores:
@@ -116,9 +132,19 @@ class TrustStores:
 def _frontdoor_trust(
     store: registry_pb2.TrustStore, now: dt.datetime
 ) -> FrontdoorTrust:
-    certificates = [
-        x509.load_der_x509_certificate(a.certificate) for a in store.anchors
-    ]
+    pinned_kind = registry_pb2.TrustAnchor.KIND_PINNED_CERTIFICATE
+    path_anchors = [a for a in store.anchors if a.kind != pinned_kind]
+    certificates = [x509.load_der_x509_certificate(a.certificate) for a in path_anchors]
+    pinned = {}
+    for anchor in store.anchors:
+        if anchor.kind != pinned_kind:
+            continue
+        certificate = x509.load_der_x509_certificate(anchor.certificate)
+        pinned[identifiers.fingerprint(certificate)] = PinnedCertificate(
+            certificate=certificate,
+            issuer_key_id=anchor.issuer_key_id,
+            serial_number=identifiers.format_serial(certificate.serial_number),
+        )
     return FrontdoorTrust(
         frontdoor=store.frontdoor,
         anchors=AnchorSet(certificates),
@@ -127,6 +153,12 @@ def _frontdoor_trust(
             for anchor in store.anchors
             if anchor.kind == registry_pb2.TrustAnchor.KIND_ISSUED_INTERMEDIATE
         ),
+        uploaded_anchor_key_ids=frozenset(
+            anchor.key_id
+            for anchor in store.anchors
+            if anchor.kind == registry_pb2.TrustAnchor.KIND_UPLOADED_CA
+        ),
+        pinned=pinned,
         withdrawn=tuple(
             WithdrawnAnchor(
                 certificate=x509.load_der_x509_certificate(anchor.certificate),
@@ -137,11 +169,17 @@ def _frontdoor_trust(
         ),
         revocation=store.revocation,
         fetched_at=now,
+        # The registry's issuer key id is the one revocations are logged
+        # under; an uploaded root or a pin may carry no authority key id.
         anchor_serials=frozenset(
             (
-                identifiers.authority_key_id(certificate) or "",
+                anchor.issuer_key_id or identifiers.authority_key_id(certificate) or "",
                 identifiers.format_serial(certificate.serial_number),
             )
-            for certificate in certificates
+            for anchor, certificate in zip(
+                store.anchors,
+                (x509.load_der_x509_certificate(a.certificate) for a in store.anchors),
+                strict=True,
+            )
         ),
     )

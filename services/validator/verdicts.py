@@ -114,13 +114,7 @@ class VerdictCache:
         entry = _Entry(
             verdict=verdict.SerializeToString(),
             frontdoor=frontdoor,
-            certificates=frozenset(
-                (
-                    identifiers.authority_key_id(certificate) or "",
-                    identifiers.format_serial(certificate.serial_number),
-                )
-                for certificate in path
-            ),
+            certificates=_logged_names(path),
             expires_at=expires_at,
         )
         key = _key(frontdoor, chain)
@@ -165,3 +159,18 @@ def _key(frontdoor: str, chain: Sequence[bytes]) -> bytes:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.digest()
+
+
+def _logged_names(path: Sequence[x509.Certificate]) -> frozenset[tuple[str, str]]:
+    """Every (issuer key id, serial number) a revocation of a certificate of
+    the path may be logged under: its authority key id, and the key id of the
+    next certificate of the path (an uploaded certificate without authority
+    key id is logged under its issuer's), or its own for the last one (a
+    pinned self-signed certificate)."""
+    names = set()
+    for position, certificate in enumerate(path):
+        serial_number = identifiers.format_serial(certificate.serial_number)
+        names.add((identifiers.authority_key_id(certificate) or "", serial_number))
+        issuer = path[position + 1] if position + 1 < len(path) else certificate
+        names.add((identifiers.subject_key_id(issuer), serial_number))
+    return frozenset(names)

@@ -68,6 +68,12 @@ class RevocationFailurePolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper)
     REVOCATION_FAILURE_POLICY_UNSPECIFIED: _ClassVar[RevocationFailurePolicy]
     REVOCATION_FAILURE_POLICY_FAIL_CLOSED: _ClassVar[RevocationFailurePolicy]
     REVOCATION_FAILURE_POLICY_FAIL_OPEN: _ClassVar[RevocationFailurePolicy]
+
+class CertificateOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CERTIFICATE_ORIGIN_UNSPECIFIED: _ClassVar[CertificateOrigin]
+    CERTIFICATE_ORIGIN_ISSUED: _ClassVar[CertificateOrigin]
+    CERTIFICATE_ORIGIN_UPLOADED: _ClassVar[CertificateOrigin]
 CERTIFICATE_STATUS_UNSPECIFIED: CertificateStatus
 CERTIFICATE_STATUS_ACTIVE: CertificateStatus
 CERTIFICATE_STATUS_ON_HOLD: CertificateStatus
@@ -109,6 +115,9 @@ KEY_TYPE_ED25519: KeyType
 REVOCATION_FAILURE_POLICY_UNSPECIFIED: RevocationFailurePolicy
 REVOCATION_FAILURE_POLICY_FAIL_CLOSED: RevocationFailurePolicy
 REVOCATION_FAILURE_POLICY_FAIL_OPEN: RevocationFailurePolicy
+CERTIFICATE_ORIGIN_UNSPECIFIED: CertificateOrigin
+CERTIFICATE_ORIGIN_ISSUED: CertificateOrigin
+CERTIFICATE_ORIGIN_UPLOADED: CertificateOrigin
 
 class SubjectAltName(_message.Message):
     __slots__ = ("type", "value")
@@ -207,7 +216,7 @@ class Revocation(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., frontdoor: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., reason: _Optional[_Union[RevocationReason, str]] = ..., revocation_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., invalidity_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CertificateRecord(_message.Message):
-    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "last_used_at", "last_used_frontdoor", "chain_not_valid_after", "description", "environment", "owner", "tags", "mappings", "updated_at")
+    __slots__ = ("fingerprint_sha256", "serial_number", "issuer_key_id", "frontdoor", "name", "subject", "subject_alt_names", "not_valid_before", "not_valid_after", "key_type", "status", "created_at", "kind", "certificate", "revocation", "last_used_at", "last_used_frontdoor", "chain_not_valid_after", "description", "environment", "owner", "tags", "mappings", "updated_at", "origin")
     FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SERIAL_NUMBER_FIELD_NUMBER: _ClassVar[int]
     ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -232,6 +241,7 @@ class CertificateRecord(_message.Message):
     TAGS_FIELD_NUMBER: _ClassVar[int]
     MAPPINGS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
     fingerprint_sha256: str
     serial_number: str
     issuer_key_id: str
@@ -256,7 +266,8 @@ class CertificateRecord(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     mappings: _containers.RepeatedCompositeFieldContainer[ServiceMapping]
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_frontdoor: _Optional[str] = ..., chain_not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., mappings: _Optional[_Iterable[_Union[ServiceMapping, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    origin: CertificateOrigin
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial_number: _Optional[str] = ..., issuer_key_id: _Optional[str] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., subject: _Optional[str] = ..., subject_alt_names: _Optional[_Iterable[_Union[SubjectAltName, _Mapping]]] = ..., not_valid_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_type: _Optional[str] = ..., status: _Optional[_Union[CertificateStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[CertificateKind, str]] = ..., certificate: _Optional[bytes] = ..., revocation: _Optional[_Union[Revocation, _Mapping]] = ..., last_used_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_frontdoor: _Optional[str] = ..., chain_not_valid_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., mappings: _Optional[_Iterable[_Union[ServiceMapping, _Mapping]]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[CertificateOrigin, str]] = ...) -> None: ...
 
 class SerialInFrontdoor(_message.Message):
     __slots__ = ("frontdoor", "serial_number")

@@ -93,8 +93,12 @@ class TrustAnchor(_message.Message):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TrustAnchor.Kind]
         KIND_ISSUED_INTERMEDIATE: _ClassVar[TrustAnchor.Kind]
+        KIND_UPLOADED_CA: _ClassVar[TrustAnchor.Kind]
+        KIND_PINNED_CERTIFICATE: _ClassVar[TrustAnchor.Kind]
     KIND_UNSPECIFIED: TrustAnchor.Kind
     KIND_ISSUED_INTERMEDIATE: TrustAnchor.Kind
+    KIND_UPLOADED_CA: TrustAnchor.Kind
+    KIND_PINNED_CERTIFICATE: TrustAnchor.Kind
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -532,3 +536,79 @@ class RevocationImpact(_message.Message):
     next_page_token: str
     mappings_truncated: bool
     def __init__(self, certificate: _Optional[_Union[_common_pb2.CertificateRecord, _Mapping]] = ..., affected_certificates: _Optional[int] = ..., affected_mappings: _Optional[_Iterable[_Union[_common_pb2.ServiceMapping, _Mapping]]] = ..., certificates: _Optional[_Iterable[_Union[_common_pb2.CertificateRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., mappings_truncated: _Optional[bool] = ...) -> None: ...
+
+class UploadCertificatesRequest(_message.Message):
+    __slots__ = ("frontdoor", "data", "name", "dry_run")
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    data: bytes
+    name: str
+    dry_run: bool
+    def __init__(self, frontdoor: _Optional[str] = ..., data: _Optional[bytes] = ..., name: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class UploadFinding(_message.Message):
+    __slots__ = ("severity", "code", "message", "certificate_index", "fingerprint_sha256", "subject")
+    class Severity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SEVERITY_UNSPECIFIED: _ClassVar[UploadFinding.Severity]
+        SEVERITY_WARNING: _ClassVar[UploadFinding.Severity]
+        SEVERITY_ERROR: _ClassVar[UploadFinding.Severity]
+    SEVERITY_UNSPECIFIED: UploadFinding.Severity
+    SEVERITY_WARNING: UploadFinding.Severity
+    SEVERITY_ERROR: UploadFinding.Severity
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    severity: UploadFinding.Severity
+    code: str
+    message: str
+    certificate_index: int
+    fingerprint_sha256: str
+    subject: str
+    def __init__(self, severity: _Optional[_Union[UploadFinding.Severity, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., certificate_index: _Optional[int] = ..., fingerprint_sha256: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class UploadedCertificate(_message.Message):
+    __slots__ = ("role", "fingerprint_sha256", "subject", "record")
+    class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ROLE_UNSPECIFIED: _ClassVar[UploadedCertificate.Role]
+        ROLE_CLIENT: _ClassVar[UploadedCertificate.Role]
+        ROLE_CA: _ClassVar[UploadedCertificate.Role]
+        ROLE_PINNED: _ClassVar[UploadedCertificate.Role]
+    ROLE_UNSPECIFIED: UploadedCertificate.Role
+    ROLE_CLIENT: UploadedCertificate.Role
+    ROLE_CA: UploadedCertificate.Role
+    ROLE_PINNED: UploadedCertificate.Role
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    role: UploadedCertificate.Role
+    fingerprint_sha256: str
+    subject: str
+    record: _common_pb2.CertificateRecord
+    def __init__(self, role: _Optional[_Union[UploadedCertificate.Role, str]] = ..., fingerprint_sha256: _Optional[str] = ..., subject: _Optional[str] = ..., record: _Optional[_Union[_common_pb2.CertificateRecord, _Mapping]] = ...) -> None: ...
+
+class UploadCertificatesResponse(_message.Message):
+    __slots__ = ("findings", "certificates", "stored")
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATES_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    findings: _containers.RepeatedCompositeFieldContainer[UploadFinding]
+    certificates: _containers.RepeatedCompositeFieldContainer[UploadedCertificate]
+    stored: bool
+    def __init__(self, findings: _Optional[_Iterable[_Union[UploadFinding, _Mapping]]] = ..., certificates: _Optional[_Iterable[_Union[UploadedCertificate, _Mapping]]] = ..., stored: _Optional[bool] = ...) -> None: ...
+
+class RemoveTrustAnchorRequest(_message.Message):
+    __slots__ = ("frontdoor", "fingerprint_sha256")
+    FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    frontdoor: str
+    fingerprint_sha256: str
+    def __init__(self, frontdoor: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ...) -> None: ...

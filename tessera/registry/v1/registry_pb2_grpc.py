@@ -150,6 +150,16 @@ class RegistryServiceStub:
                 request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationImpactRequest.SerializeToString,
                 response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationImpact.FromString,
                 _registered_method=True)
+        self.UploadCertificates = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/UploadCertificates',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.UploadCertificatesRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.UploadCertificatesResponse.FromString,
+                _registered_method=True)
+        self.RemoveTrustAnchor = channel.unary_unary(
+                '/tessera.registry.v1.RegistryService/RemoveTrustAnchor',
+                request_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RemoveTrustAnchorRequest.SerializeToString,
+                response_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.TrustStore.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -335,6 +345,27 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadCertificates(self, request, context):
+        """Checks certificates from the user's own PKI (a client certificate, a CA
+        certificate or a chain; PEM, DER or PKCS#7) and returns the lint report.
+        Stores them only when the report has no error and dry_run is false:
+        client certificates become records of origin UPLOADED, CA certificates
+        join the frontdoor's trust store, a self-signed client certificate is
+        pinned by its exact fingerprint. An upload holding a private key is
+        refused and the key is kept nowhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTrustAnchor(self, request, context):
+        """Removes an uploaded CA or a pinned certificate from a frontdoor's trust
+        store. The certificate record stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -452,6 +483,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.GetRevocationImpact,
                     request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationImpactRequest.FromString,
                     response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationImpact.SerializeToString,
+            ),
+            'UploadCertificates': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadCertificates,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.UploadCertificatesRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.UploadCertificatesResponse.SerializeToString,
+            ),
+            'RemoveTrustAnchor': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTrustAnchor,
+                    request_deserializer=tessera_dot_registry_dot_v1_dot_registry__pb2.RemoveTrustAnchorRequest.FromString,
+                    response_serializer=tessera_dot_registry_dot_v1_dot_registry__pb2.TrustStore.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1075,6 +1116,60 @@ class RegistryService:
             '/tessera.registry.v1.RegistryService/GetRevocationImpact',
             tessera_dot_registry_dot_v1_dot_registry__pb2.GetRevocationImpactRequest.SerializeToString,
             tessera_dot_registry_dot_v1_dot_registry__pb2.RevocationImpact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadCertificates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/UploadCertificates',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.UploadCertificatesRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.UploadCertificatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTrustAnchor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tessera.registry.v1.RegistryService/RemoveTrustAnchor',
+            tessera_dot_registry_dot_v1_dot_registry__pb2.RemoveTrustAnchorRequest.SerializeToString,
+            tessera_dot_registry_dot_v1_dot_registry__pb2.TrustStore.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """Certificate usage: when validators last accepted a certificate, and where.
 
 Revision ID: r0005_usage
-Revises: r0003_inventory
+Revises: r0004_uploads
 Create Date: 2026-12-04
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0005_usage"
-down_revision = "r0003_inventory"
+down_revision = "r0004_uploads"
 branch_labels = None
 depends_on = None
 
