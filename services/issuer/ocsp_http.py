@@ -38,6 +38,7 @@ BODY_SECONDS = 5.0
 # Requests one client address may have waiting for the registry or a
 # signature at once; more are answered tryLater at once, so that one client
 # cannot queue the responder's thread pool full and starve the others.
+# Requests awaiting a lookup another request started are not counted.
 MAX_IN_FLIGHT_PER_CLIENT = 4
 _KEY_ID = re.compile(r"[0-9a-fA-F]{2,128}")
 _log = get_logger(__name__)
@@ -79,6 +80,29 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
             else:
                 der = request_from_path(request.raw_path)
             result = responder.respond_from_memory(der)
+            if result is None:
+                pending = responder.lookup_in_progress(der)
+                if pending is not None:
+                    # Another request is fetching this certificate's status
+                    # or pre-signed response: await that lookup here rather
+                    # than start one. Waiting takes no thread and asks
+                    # nothing of the registry or Redis, so it does not count
+                    # against the client's in-flight limit (which protects
+                    # the thread pool); were it counted, 16 connections of
+                    # one client asking for one certificate would be refused
+                    # whenever its entry is fetched again.
+                    try:
+                        shared = await asyncio.wrap_future(pending)
+                    except Exception as error:
+                        result = ocsp.failed_lookup(error)
+                    else:
+                        # A pre-signed response is the answer as it is; a
+                        # status is signed for this request's nonce.
+                        result = (
+                            shared
+                            if isinstance(shared, ocsp.OcspAnswer)
+                            else responder.respond_from_memory(der)
+                        )
             if result is None:
                 client = request.remote or ""
                 if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
