@@ -802,12 +802,13 @@ class OcspAnswer:
         }
 
 
-class _Flight:
+class SharedLookup:
     """One lookup in progress; requests for the same thing await it."""
 
-    __slots__ = ("future", "stale")
+    __slots__ = ("future", "key", "stale")
 
-    def __init__(self) -> None:
+    def __init__(self, key: CacheKey) -> None:
+        self.key = key
         self.future: concurrent.futures.Future[object] = concurrent.futures.Future()
         # Set by a revocation of the certificate: the result still goes to
         # the requests waiting for it, but is not kept.
@@ -891,7 +892,9 @@ class OcspResponder:
         self._memory_capacity = memory_capacity
         # Guards the three stores above and the lookups in flight.
         self._memory_lock = threading.Lock()
-        self._flights: dict[CacheKey, _Flight] = {}
+        self._flights: dict[CacheKey, SharedLookup] = {}
+        # The lookup the request on this thread claimed (``respond``).
+        self._claims = threading.local()
         self._refreshes = concurrent.futures.ThreadPoolExecutor(
             max_workers=_REFRESH_WORKERS, thread_name_prefix="ocsp-refresh"
         )
@@ -918,13 +921,34 @@ class OcspResponder:
             self._refresh_presigned(key, held[3])
         return held[2]
 
-    def lookup_in_progress(
+    def join_or_claim(
         self, der: bytes
-    ) -> concurrent.futures.Future[object] | None:
-        """The shared lookup a request for one certificate would wait for,
-        when one is in flight; None otherwise. Never blocks: the listener
-        awaits the lookup on its event loop instead of giving the request a
-        thread to wait in."""
+    ) -> tuple[concurrent.futures.Future[object] | None, SharedLookup | None]:
+        """For a request that ``respond_from_memory`` could not answer: the
+        shared lookup in flight it should await (the listener awaits it on
+        its event loop rather than give the request a thread to wait in);
+        or else the lookup it is to run, claimed here so that requests
+        arriving before its thread starts await it too (pass it to
+        ``respond``, or to ``abandon`` when the request is not run). Both
+        None for requests without a single lookup. Never blocks."""
+        key = self._lookup_key(der)
+        if key is None:
+            return None, None
+        with self._memory_lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight.future, None
+            claim = self._flights[key] = SharedLookup(key)
+        return None, claim
+
+    def abandon(self, claim: SharedLookup) -> None:
+        """Release a claimed lookup that did not run: whoever awaits it
+        looks again."""
+        if not claim.future.done():
+            self._land(claim.key, claim)
+            claim.future.set_result(None)
+
+    def _lookup_key(self, der: bytes) -> CacheKey | None:
         key = self._request_keys.get(der)
         if key is None:
             request = _parse_single(der)
@@ -940,10 +964,17 @@ class OcspResponder:
             )
             if key_id is None:
                 return None
-            kind = _STATUS if request.nonce is not None else cert_id.hash_algorithm
-            key = (key_id, cert_id.serial_number, kind)
-        flight = self._flights.get(key)
-        return flight.future if flight is not None else None
+            if request.nonce is not None:
+                known = self._statuses.get((key_id, cert_id.serial_number))
+                if known is not None and self._clock.now() < known[1]:
+                    # Known here: the request waits for a signature only.
+                    return None
+                return (key_id, cert_id.serial_number, _STATUS)
+            key = (key_id, cert_id.serial_number, cert_id.hash_algorithm)
+        held = self._memory.get(key)
+        if held is not None and self._clock.now() < held[1]:
+            return None
+        return key
 
     def _sign_inline(self, der: bytes) -> OcspAnswer | None:
         """A request with a nonce for one certificate whose status is known
@@ -980,8 +1011,11 @@ class OcspResponder:
         )
         return OcspAnswer(response, SUCCESSFUL, "nonce", statuses=(known[0].status,))
 
-    def respond(self, der: bytes) -> OcspAnswer:
-        """The answer to one DER OCSPRequest; blocking (registry, signer)."""
+    def respond(self, der: bytes, claim: SharedLookup | None = None) -> OcspAnswer:
+        """The answer to one DER OCSPRequest; blocking (registry, signer).
+        ``claim``, from ``join_or_claim``, is the lookup this request runs
+        for those awaiting it."""
+        self._claims.claim = claim
         try:
             return self._respond(parse_request(der), der)
         except OcspRefusal as refusal:
@@ -997,6 +1031,11 @@ class OcspResponder:
             return OcspAnswer(
                 error_response(TRY_LATER), TRY_LATER, "error", reason=str(error)
             )
+        finally:
+            self._claims.claim = None
+            if claim is not None:
+                # Answered without the lookup (say, from memory after all).
+                self.abandon(claim)
 
     def _respond(self, request: ParsedRequest, der: bytes) -> OcspAnswer:
         # Step 1: which intermediate the request is for. CertIDs of other
@@ -1074,7 +1113,7 @@ class OcspResponder:
         authority: CertificateAuthority,
         cert_id: CertIdRequest,
         key: CacheKey,
-        flight: _Flight,
+        flight: SharedLookup,
     ) -> OcspAnswer:
         """Fetch a pre-signed response from Redis, or sign one on the
         registry's word, and hold it in memory unless a revocation came
@@ -1102,19 +1141,21 @@ class OcspResponder:
 
     # Shared lookups -----------------------------------------------------------
 
-    def _single_flight(self, key: CacheKey, work: Callable[[_Flight], _T]) -> _T:
+    def _single_flight(self, key: CacheKey, work: Callable[[SharedLookup], _T]) -> _T:
         """Run ``work`` for ``key`` unless a lookup for it is in flight
         already; then wait for that one's result (or its error) instead."""
         with self._memory_lock:
             flight = self._flights.get(key)
-            leading = flight is None
+            leading = flight is None or flight is getattr(self._claims, "claim", None)
             if flight is None:
-                flight = self._flights[key] = _Flight()
+                flight = self._flights[key] = SharedLookup(key)
         if not leading:
             return cast(_T, flight.future.result())
         return self._fly(key, flight, work)
 
-    def _fly(self, key: CacheKey, flight: _Flight, work: Callable[[_Flight], _T]) -> _T:
+    def _fly(
+        self, key: CacheKey, flight: SharedLookup, work: Callable[[SharedLookup], _T]
+    ) -> _T:
         try:
             result = work(flight)
         except BaseException as error:
@@ -1125,20 +1166,20 @@ class OcspResponder:
         flight.future.set_result(result)
         return result
 
-    def _land(self, key: CacheKey, flight: _Flight) -> None:
+    def _land(self, key: CacheKey, flight: SharedLookup) -> None:
         # Nothing joins a finished lookup: a failure is not remembered, and
         # the next request after it asks again.
         with self._memory_lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
 
-    def _refresh(self, key: CacheKey, work: Callable[[_Flight], object]) -> None:
+    def _refresh(self, key: CacheKey, work: Callable[[SharedLookup], object]) -> None:
         """Start ``work`` for ``key`` in the background, unless a lookup
         for it is in flight already. Never blocks."""
         with self._memory_lock:
             if key in self._flights:
                 return
-            flight = self._flights[key] = _Flight()
+            flight = self._flights[key] = SharedLookup(key)
         try:
             self._refreshes.submit(self._refresh_quietly, key, flight, work)
         except RuntimeError:
@@ -1148,7 +1189,10 @@ class OcspResponder:
             flight.future.set_result(None)
 
     def _refresh_quietly(
-        self, key: CacheKey, flight: _Flight, work: Callable[[_Flight], object]
+        self,
+        key: CacheKey,
+        flight: SharedLookup,
+        work: Callable[[SharedLookup], object],
     ) -> None:
         try:
             self._fly(key, flight, work)
@@ -1168,7 +1212,7 @@ class OcspResponder:
         )
 
     def _refresh_presigned(self, key: CacheKey, cert_id: CertIdRequest) -> None:
-        def work(flight: _Flight) -> object:
+        def work(flight: SharedLookup) -> object:
             authority = self._hierarchy.by_key_id(key[0])
             if authority is None:
                 return None
@@ -1186,7 +1230,7 @@ class OcspResponder:
         )
 
     def _read_status(
-        self, issuer_key_id: str, serial_number: int, flight: _Flight
+        self, issuer_key_id: str, serial_number: int, flight: SharedLookup
     ) -> CertificateStatus:
         now = self._clock.now()
         status = self._status(issuer_key_id, serial_number)
@@ -1221,7 +1265,7 @@ class OcspResponder:
         serial_number: int,
         status: CertificateStatus,
         now: dt.datetime,
-        flight: _Flight | None = None,
+        flight: SharedLookup | None = None,
     ) -> None:
         fresh_until = now + self._status_for
         with self._memory_lock:
@@ -1254,7 +1298,7 @@ class OcspResponder:
         response: PresignedResponse,
         now: dt.datetime,
         cert_id: CertIdRequest,
-        flight: _Flight | None = None,
+        flight: SharedLookup | None = None,
     ) -> OcspAnswer:
         """Keep a pre-signed response in memory (unless the lookup that
         fetched it was overtaken by a revocation); the answer serving it."""

@@ -80,8 +80,9 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
             else:
                 der = request_from_path(request.raw_path)
             result = responder.respond_from_memory(der)
+            claim = None
             if result is None:
-                pending = responder.lookup_in_progress(der)
+                pending, claim = responder.join_or_claim(der)
                 if pending is not None:
                     # Another request is fetching this certificate's status
                     # or pre-signed response: await that lookup here rather
@@ -104,20 +105,9 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
                             else responder.respond_from_memory(der)
                         )
             if result is None:
-                client = request.remote or ""
-                if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
-                    raise ocsp.OcspRefusal(
-                        ocsp.TRY_LATER,
-                        f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests "
-                        "in progress already",
-                    )
-                in_flight[client] += 1
-                try:
-                    result = await run_blocking(lambda: responder.respond(der))
-                finally:
-                    in_flight[client] -= 1
-                    if not in_flight[client]:
-                        del in_flight[client]
+                result = await _run_limited(
+                    responder, der, claim, in_flight, request.remote or ""
+                )
         except ocsp.OcspRefusal as refusal:
             result = ocsp.OcspAnswer(
                 ocsp.error_response(refusal.status),
@@ -137,6 +127,35 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
         web.post(PREFIX + "/{tail:.*}", answer),
         web.get(PREFIX + "/{tail:.*}", answer),
     ]
+
+
+async def _run_limited(
+    responder: ocsp.OcspResponder,
+    der: bytes,
+    claim: ocsp.SharedLookup | None,
+    in_flight: collections.Counter[str],
+    client: str,
+) -> ocsp.OcspAnswer:
+    """Answer in the thread pool, within the client's in-flight limit; a
+    claimed lookup is released when the request is refused."""
+    try:
+        if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
+            raise ocsp.OcspRefusal(
+                ocsp.TRY_LATER,
+                f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests "
+                "in progress already",
+            )
+    except ocsp.OcspRefusal:
+        if claim is not None:
+            responder.abandon(claim)
+        raise
+    in_flight[client] += 1
+    try:
+        return await run_blocking(lambda: responder.respond(der, claim))
+    finally:
+        in_flight[client] -= 1
+        if not in_flight[client]:
+            del in_flight[client]
 
 
 async def _body(request: web.Request) -> bytes:

@@ -155,6 +155,41 @@ def test_concurrent_requests_for_one_certificate_share_one_registry_lookup(
     assert registry_lookups() == before + 1
 
 
+@pytest.mark.parametrize("nonce", [True, False])
+def test_requests_arriving_together_for_a_cold_entry_share_one_lookup(
+    running: tuple[Suite, Clients], tmp_path: Path, nonce: bool
+) -> None:
+    """Sixteen requests from one address released at once for a
+    certificate nothing is held for: the first claims the lookup before its
+    thread starts, so none of the others starts one or is refused."""
+    suite, clients = running
+    address = suite.publication
+    assert address is not None
+    issued = known_issuers(suite, clients, tmp_path)
+    plain = request_der(
+        [cert_id(issued.intermediate, issued.certificate.serial_number)]
+    )
+    barrier = threading.Barrier(CONCURRENT)
+    before = registry_lookups()
+
+    def together() -> ocsp.OCSPResponse:
+        der = nonce_request(issued) if nonce else plain
+        barrier.wait(10)
+        return answer(address, der)
+
+    with concurrent.futures.ThreadPoolExecutor(CONCURRENT) as pool:
+        answers = [
+            future.result(timeout=30)
+            for future in [pool.submit(together) for _ in range(CONCURRENT)]
+        ]
+
+    assert [each.response_status for each in answers] == (
+        [ocsp.OCSPResponseStatus.SUCCESSFUL] * CONCURRENT
+    )
+    assert {each.certificate_status for each in answers} == {ocsp.OCSPCertStatus.GOOD}
+    assert registry_lookups() == before + 1
+
+
 def test_concurrent_requests_without_nonce_share_one_lookup(
     running: tuple[Suite, Clients], tmp_path: Path
 ) -> None:
