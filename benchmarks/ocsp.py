@@ -26,12 +26,15 @@ Beside each rate it prints the user and system CPU time the responder's own
 processes spent a response (Tessera's publication processes, openssl's
 process group), which a busy machine moves less than the rates.
 Targets: Tessera at least 2x openssl without nonce and at least 1x with
-nonce.
+nonce. For Tessera it also prints how many of its answers were tryLater,
+read from its processes' metrics (wrk counts every HTTP 200, and tryLater
+is one, so the rates include them).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -45,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,10 +123,20 @@ class Series:
     # User and system CPU time the responder's processes spent on each
     # response, in microseconds: what a busy machine moves less than rates.
     cpu_per_response: float = 0.0
+    # Tessera's answers in the run, and how many of them were tryLater (its
+    # metrics; openssl's responder has none).
+    answers: int = 0
+    try_later: int = 0
 
     def line(self) -> str:
         kind = "nonce   " if self.nonce else "no nonce"
-        trouble = f" ({self.errors})" if self.errors else ""
+        problems = [self.errors] if self.errors else []
+        if self.answers:
+            problems.append(
+                f"tryLater {self.try_later} of {self.answers}, "
+                f"{self.try_later / self.answers:.2%}"
+            )
+        trouble = f" ({'; '.join(problems)})" if problems else ""
         return (
             f"  {self.responder:8} {kind}: {self.requests_per_second:9.0f} "
             f"responses/s, {self.cpu_per_response:5.0f} us CPU a response{trouble}"
@@ -188,8 +202,22 @@ class Report:
                 )
                 rate = self.rate(responder, nonce)
                 cpu = self.cpu(responder, nonce)
+                counted = [
+                    each
+                    for each in self.series
+                    if each.responder == responder and each.nonce == nonce
+                ]
                 lines.append(
-                    Series(responder, nonce, rate, errors, cpu_per_response=cpu).line()
+                    Series(
+                        responder,
+                        nonce,
+                        rate,
+                        errors,
+                        cpu_per_response=cpu,
+                        # Over all rounds, not a median.
+                        answers=sum(each.answers for each in counted),
+                        try_later=sum(each.try_later for each in counted),
+                    ).line()
                 )
         for nonce, label, target in (
             (False, "without nonce:", 2),
@@ -458,8 +486,15 @@ def run(seconds: float = FULL_SECONDS, rounds: int = 1) -> Report:
         try:
             certificate, issuer = _issue(suite.address("issuer"))
             publication = f"127.0.0.1:{free_port()}"
+            metrics_urls = [
+                f"http://127.0.0.1:{free_port()}/metrics" for _ in range(WORKERS)
+            ]
             publications = _publication_processes(
-                directory, redis_url, suite.address("registry"), publication
+                directory,
+                redis_url,
+                suite.address("registry"),
+                publication,
+                metrics_urls,
             )
             tessera_url = f"http://{publication}/ocsp/" + (
                 x509.SubjectKeyIdentifier.from_public_key(
@@ -495,10 +530,12 @@ def run(seconds: float = FULL_SECONDS, rounds: int = 1) -> Report:
                             else _process_group(openssl.pid)
                         )
                         cpu_before = _cpu_seconds(pids)
+                        answers_before = _answers(metrics_urls, openssl)
                         rate, errors = _wrk(
                             url, body, offset if nonce else -1, seconds, directory
                         )
                         cpu = _cpu_seconds(pids) - cpu_before
+                        answers = _answers(metrics_urls, openssl) - answers_before
                     finally:
                         if openssl is not None:
                             _stop(openssl)
@@ -511,6 +548,8 @@ def run(seconds: float = FULL_SECONDS, rounds: int = 1) -> Report:
                             errors,
                             number,
                             cpu / responses * 1e6,
+                            answers=sum(answers.values()),
+                            try_later=int(answers["try_later"]),
                         )
                     )
         finally:
@@ -524,8 +563,34 @@ def run(seconds: float = FULL_SECONDS, rounds: int = 1) -> Report:
     return Report(series, seconds)
 
 
+def _answers(
+    metrics_urls: Sequence[str], openssl: subprocess.Popen[bytes] | None
+) -> collections.Counter[str]:
+    """Tessera's OCSP answers so far by OCSPResponseStatus, over its
+    publication processes (nothing while openssl is measured)."""
+    counts: collections.Counter[str] = collections.Counter()
+    if openssl is not None:
+        return counts
+    for url in metrics_urls:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+            text = response.read().decode()
+        for match in _ANSWERS.finditer(text):
+            counts[match.group(1)] += int(float(match.group(2)))
+    return counts
+
+
+_ANSWERS = re.compile(
+    r'^tessera_ocsp_responses_total\{[^}]*response_status="([a-z_]+)"[^}]*\} (\S+)$',
+    re.MULTILINE,
+)
+
+
 def _publication_processes(
-    directory: Path, redis_url: str, registry: str, listen: str
+    directory: Path,
+    redis_url: str,
+    registry: str,
+    listen: str,
+    metrics_urls: Sequence[str],
 ) -> list[subprocess.Popen[bytes]]:
     """``WORKERS`` publication processes on one port, once each serves."""
     environment = {
@@ -536,7 +601,6 @@ def _publication_processes(
         },
         "TESSERA_DATA_DIR": str(directory / "data"),
         "TESSERA_REDIS_URL": redis_url,
-        "TESSERA_METRICS_LISTEN": "",
         "TESSERA_LOG_LEVEL": "warning",
         "TESSERA_ISSUER__REGISTRY_ADDRESS": registry,
         "TESSERA_ISSUER__PUBLICATION_LISTEN": listen,
@@ -553,11 +617,13 @@ def _publication_processes(
     for number in range(WORKERS):
         log = directory / f"publication-{number}.log"
         logs.append(log)
+        # Each process's own metrics listener, to count its tryLater answers.
+        metrics_listen = urllib.parse.urlsplit(metrics_urls[number]).netloc
         with log.open("wb") as output:
             processes.append(
                 subprocess.Popen(
                     [TESSERA, "serve", "publication"],
-                    env=environment,
+                    env={**environment, "TESSERA_METRICS_LISTEN": metrics_listen},
                     stdout=output,
                     stderr=output,
                 )

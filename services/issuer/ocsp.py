@@ -23,12 +23,24 @@ responses. ``ocsp_http`` puts it on the publication listener.
   its validity has passed (so none is served with less than half left), and
   replaced at once when the certificate is revoked; a revocation made by
   another process, heard on the registry's revocation stream, drops it.
+- Lookups are shared (single flight): while the status of a certificate, or
+  its pre-signed response, is being fetched, every other request for it
+  awaits that one lookup instead of asking the registry or Redis itself; a
+  failure reaches all of them (tryLater) and is not remembered, so the next
+  request asks again. An entry in memory that is still asked for is fetched
+  again shortly before it goes stale (refresh-ahead), in the background, so
+  that steady load never finds it expired. A revocation detaches the
+  lookups in flight for the certificate: whatever they bring back is still
+  given to the requests that were waiting (they asked before the
+  revocation) but never kept, so no "good" read before a revocation
+  outlives it.
 """
 
 from __future__ import annotations
 
 import abc
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import email.utils
@@ -37,6 +49,7 @@ import hashlib
 import struct
 import threading
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import redis
 import sqlalchemy as sa
@@ -62,6 +75,7 @@ from services.common.database import Database
 from services.common.errors import NotFound, TesseraError, Unavailable
 from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
+from services.common.logging import get_logger
 from services.issuer.authority import (
     INTERMEDIATE,
     CertificateAuthority,
@@ -131,6 +145,16 @@ UNKNOWN = "unknown"
 # The longest request whose bytes the responder remembers, to answer a
 # repeat of it from memory without parsing it again.
 _MAX_REMEMBERED_REQUEST_BYTES = 512
+# The single-flight key of a certificate's status lookup; pre-signed
+# responses use their cache key (the third field a hash algorithm's OID).
+_STATUS = "status"
+# An entry in memory asked for within this share of its lifetime before it
+# goes stale is fetched again in the background.
+_REFRESH_AHEAD = 0.25
+# Background refreshes run at most this many at once.
+_REFRESH_WORKERS = 2
+_T = TypeVar("_T")
+_log = get_logger(__name__)
 
 
 class OcspRefusal(Exception):
@@ -778,6 +802,39 @@ class OcspAnswer:
         }
 
 
+class SharedLookup:
+    """One lookup in progress; requests for the same thing await it."""
+
+    __slots__ = ("future", "key", "stale")
+
+    def __init__(self, key: CacheKey) -> None:
+        self.key = key
+        self.future: concurrent.futures.Future[object] = concurrent.futures.Future()
+        # Set by a revocation of the certificate: the result still goes to
+        # the requests waiting for it, but is not kept.
+        self.stale = False
+
+
+def failed_lookup(error: BaseException) -> OcspAnswer:
+    """The answer for requests that awaited a shared lookup which failed:
+    tryLater when the registry, Redis or a signer could not answer, as the
+    request that ran the lookup was told; anything else is raised again."""
+    if isinstance(error, (TesseraError, SignerError)):
+        return OcspAnswer(
+            error_response(TRY_LATER), TRY_LATER, "error", reason=str(error)
+        )
+    raise error
+
+
+def _log_refresh_failure(key: CacheKey, error: Exception) -> None:
+    _log.warning(
+        "OCSP refresh-ahead failed; the entry goes stale and is fetched on demand",
+        issuer_key_id=key[0],
+        serial_number=identifiers.format_serial(key[1]),
+        error=str(error),
+    )
+
+
 def _issuer_hashes(
     certificate: x509.Certificate,
 ) -> tuple[tuple[str, bytes, bytes], ...]:
@@ -815,8 +872,13 @@ class OcspResponder:
             if shared is not None
             else None
         )
+        # How long a status read from the registry is reused.
+        self._status_for = (
+            self._memory_for if self._memory_for is not None else self._validity / 2
+        )
         self._memory: collections.OrderedDict[
-            CacheKey, tuple[PresignedResponse, dt.datetime, OcspAnswer]
+            CacheKey,
+            tuple[PresignedResponse, dt.datetime, OcspAnswer, CertIdRequest],
         ] = collections.OrderedDict()
         # The DER of requests answered from pre-signed responses, and their
         # cache key: the same bytes always name the same CertID, so a
@@ -828,7 +890,14 @@ class OcspResponder:
             tuple[str, int], tuple[CertificateStatus, dt.datetime]
         ] = collections.OrderedDict()
         self._memory_capacity = memory_capacity
+        # Guards the three stores above and the lookups in flight.
         self._memory_lock = threading.Lock()
+        self._flights: dict[CacheKey, SharedLookup] = {}
+        # The lookup the request on this thread claimed (``respond``).
+        self._claims = threading.local()
+        self._refreshes = concurrent.futures.ThreadPoolExecutor(
+            max_workers=_REFRESH_WORKERS, thread_name_prefix="ocsp-refresh"
+        )
         self._prefixes = _BuilderPrefixes()
         self._issuers: dict[tuple[str, bytes, bytes], str] = {}
         self._issuers_read_at: dt.datetime | None = None
@@ -845,9 +914,67 @@ class OcspResponder:
         if key is None:
             return self._sign_inline(der)
         held = self._memory.get(key)
-        if held is None or self._clock.now() >= held[1]:
+        now = self._clock.now()
+        if held is None or now >= held[1]:
             return None
+        if held[1] - now < self._refresh_window(held[0]):
+            self._refresh_presigned(key, held[3])
         return held[2]
+
+    def join_or_claim(
+        self, der: bytes
+    ) -> tuple[concurrent.futures.Future[object] | None, SharedLookup | None]:
+        """For a request that ``respond_from_memory`` could not answer: the
+        shared lookup in flight it should await (the listener awaits it on
+        its event loop rather than give the request a thread to wait in);
+        or else the lookup it is to run, claimed here so that requests
+        arriving before its thread starts await it too (pass it to
+        ``respond``, or to ``abandon`` when the request is not run). Both
+        None for requests without a single lookup. Never blocks."""
+        key = self._lookup_key(der)
+        if key is None:
+            return None, None
+        with self._memory_lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight.future, None
+            claim = self._flights[key] = SharedLookup(key)
+        return None, claim
+
+    def abandon(self, claim: SharedLookup) -> None:
+        """Release a claimed lookup that did not run: whoever awaits it
+        looks again."""
+        if not claim.future.done():
+            self._land(claim.key, claim)
+            claim.future.set_result(None)
+
+    def _lookup_key(self, der: bytes) -> CacheKey | None:
+        key = self._request_keys.get(der)
+        if key is None:
+            request = _parse_single(der)
+            if request is None:
+                return None
+            (cert_id,) = request.cert_ids
+            key_id = self._issuers.get(
+                (
+                    cert_id.hash_algorithm,
+                    cert_id.issuer_name_hash,
+                    cert_id.issuer_key_hash,
+                )
+            )
+            if key_id is None:
+                return None
+            if request.nonce is not None:
+                known = self._statuses.get((key_id, cert_id.serial_number))
+                if known is not None and self._clock.now() < known[1]:
+                    # Known here: the request waits for a signature only.
+                    return None
+                return (key_id, cert_id.serial_number, _STATUS)
+            key = (key_id, cert_id.serial_number, cert_id.hash_algorithm)
+        held = self._memory.get(key)
+        if held is not None and self._clock.now() < held[1]:
+            return None
+        return key
 
     def _sign_inline(self, der: bytes) -> OcspAnswer | None:
         """A request with a nonce for one certificate whose status is known
@@ -867,6 +994,8 @@ class OcspResponder:
         signer = self._signing.held(key_id)
         if known is None or now >= known[1] or signer is None or not signer.inline:
             return None
+        if known[1] - now < self._status_for * _REFRESH_AHEAD:
+            self._refresh_status(key_id, cert_id.serial_number)
         this_update = now.replace(microsecond=0)
         next_update = min(this_update + self._validity, signer.not_valid_after)
         if next_update <= this_update:
@@ -882,8 +1011,11 @@ class OcspResponder:
         )
         return OcspAnswer(response, SUCCESSFUL, "nonce", statuses=(known[0].status,))
 
-    def respond(self, der: bytes) -> OcspAnswer:
-        """The answer to one DER OCSPRequest; blocking (registry, signer)."""
+    def respond(self, der: bytes, claim: SharedLookup | None = None) -> OcspAnswer:
+        """The answer to one DER OCSPRequest; blocking (registry, signer).
+        ``claim``, from ``join_or_claim``, is the lookup this request runs
+        for those awaiting it."""
+        self._claims.claim = claim
         try:
             return self._respond(parse_request(der), der)
         except OcspRefusal as refusal:
@@ -899,6 +1031,11 @@ class OcspResponder:
             return OcspAnswer(
                 error_response(TRY_LATER), TRY_LATER, "error", reason=str(error)
             )
+        finally:
+            self._claims.claim = None
+            if claim is not None:
+                # Answered without the lookup (say, from memory after all).
+                self.abandon(claim)
 
     def _respond(self, request: ParsedRequest, der: bytes) -> OcspAnswer:
         # Step 1: which intermediate the request is for. CertIDs of other
@@ -964,13 +1101,30 @@ class OcspResponder:
         if held is not None and now < held[1]:
             self._remember_request(der, key)
             return held[2]
+        answer = self._single_flight(
+            key, lambda flight: self._fill(authority, cert_id, key, flight)
+        )
+        if answer.statuses != (UNKNOWN,):
+            self._remember_request(der, key)
+        return answer
+
+    def _fill(
+        self,
+        authority: CertificateAuthority,
+        cert_id: CertIdRequest,
+        key: CacheKey,
+        flight: SharedLookup,
+    ) -> OcspAnswer:
+        """Fetch a pre-signed response from Redis, or sign one on the
+        registry's word, and hold it in memory unless a revocation came
+        meanwhile. Runs once for all requests waiting on ``flight``."""
+        now = self._clock.now()
         if self._shared is not None:
             shared = self._shared.get(key)
             if shared is not None and now < shared.refresh_at:
-                self._remember_request(der, key)
-                return self._hold(key, shared, now)
+                return self._hold(key, shared, now, cert_id, flight)
 
-        status = self._status(authority.key_id, cert_id.serial_number)
+        status = self._lookup_status(authority.key_id, cert_id.serial_number)
         response = self.presign(authority, cert_id, status)
         if status.status == UNKNOWN:
             # Serial numbers nobody was issued are not kept: anyone could
@@ -982,9 +1136,107 @@ class OcspResponder:
             stored = self._shared.get(key)
             if stored is not None and stored.status == REVOKED:
                 response = stored
-        self._hold(key, response, now)
-        self._remember_request(der, key)
+        self._hold(key, response, now, cert_id, flight)
         return _presigned_answer(response, "miss")
+
+    # Shared lookups -----------------------------------------------------------
+
+    def _single_flight(self, key: CacheKey, work: Callable[[SharedLookup], _T]) -> _T:
+        """Run ``work`` for ``key`` unless a lookup for it is in flight
+        already; then wait for that one's result (or its error) instead."""
+        with self._memory_lock:
+            flight = self._flights.get(key)
+            leading = flight is None or flight is getattr(self._claims, "claim", None)
+            if flight is None:
+                flight = self._flights[key] = SharedLookup(key)
+        if not leading:
+            return cast(_T, flight.future.result())
+        return self._fly(key, flight, work)
+
+    def _fly(
+        self, key: CacheKey, flight: SharedLookup, work: Callable[[SharedLookup], _T]
+    ) -> _T:
+        try:
+            result = work(flight)
+        except BaseException as error:
+            self._land(key, flight)
+            flight.future.set_exception(error)
+            raise
+        self._land(key, flight)
+        flight.future.set_result(result)
+        return result
+
+    def _land(self, key: CacheKey, flight: SharedLookup) -> None:
+        # Nothing joins a finished lookup: a failure is not remembered, and
+        # the next request after it asks again.
+        with self._memory_lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    def _refresh(self, key: CacheKey, work: Callable[[SharedLookup], object]) -> None:
+        """Start ``work`` for ``key`` in the background, unless a lookup
+        for it is in flight already. Never blocks."""
+        with self._memory_lock:
+            if key in self._flights:
+                return
+            flight = self._flights[key] = SharedLookup(key)
+        try:
+            self._refreshes.submit(self._refresh_quietly, key, flight, work)
+        except RuntimeError:
+            # The executor is shut down (interpreter exit): the entry
+            # simply goes stale and the next request fetches it.
+            self._land(key, flight)
+            flight.future.set_result(None)
+
+    def _refresh_quietly(
+        self,
+        key: CacheKey,
+        flight: SharedLookup,
+        work: Callable[[SharedLookup], object],
+    ) -> None:
+        try:
+            self._fly(key, flight, work)
+        except Exception as error:  # the entry goes stale; requests then retry
+            _log_refresh_failure(key, error)
+
+    def _refresh_window(self, response: PresignedResponse) -> dt.timedelta:
+        lifetime = response.refresh_at - response.this_update
+        if self._memory_for is not None:
+            lifetime = min(lifetime, self._memory_for)
+        return lifetime * _REFRESH_AHEAD
+
+    def _refresh_status(self, issuer_key_id: str, serial_number: int) -> None:
+        self._refresh(
+            (issuer_key_id, serial_number, _STATUS),
+            lambda flight: self._read_status(issuer_key_id, serial_number, flight),
+        )
+
+    def _refresh_presigned(self, key: CacheKey, cert_id: CertIdRequest) -> None:
+        def work(flight: SharedLookup) -> object:
+            authority = self._hierarchy.by_key_id(key[0])
+            if authority is None:
+                return None
+            return self._fill(authority, cert_id, key, flight)
+
+        self._refresh(key, work)
+
+    def _lookup_status(
+        self, issuer_key_id: str, serial_number: int
+    ) -> CertificateStatus:
+        """The registry's word, one lookup for all who ask at once."""
+        return self._single_flight(
+            (issuer_key_id, serial_number, _STATUS),
+            lambda flight: self._read_status(issuer_key_id, serial_number, flight),
+        )
+
+    def _read_status(
+        self, issuer_key_id: str, serial_number: int, flight: SharedLookup
+    ) -> CertificateStatus:
+        now = self._clock.now()
+        status = self._status(issuer_key_id, serial_number)
+        if status.status != UNKNOWN:
+            self._remember_status(issuer_key_id, serial_number, status, now, flight)
+        return status
 
     def _remember_request(self, der: bytes, key: CacheKey) -> None:
         if len(der) > _MAX_REMEMBERED_REQUEST_BYTES:
@@ -1005,10 +1257,7 @@ class OcspResponder:
         known = self._statuses.get((issuer_key_id, serial_number))
         if known is not None and now < known[1]:
             return known[0]
-        status = self._status(issuer_key_id, serial_number)
-        if status.status != UNKNOWN:
-            self._remember_status(issuer_key_id, serial_number, status, now)
-        return status
+        return self._lookup_status(issuer_key_id, serial_number)
 
     def _remember_status(
         self,
@@ -1016,11 +1265,12 @@ class OcspResponder:
         serial_number: int,
         status: CertificateStatus,
         now: dt.datetime,
+        flight: SharedLookup | None = None,
     ) -> None:
-        fresh_until = now + (
-            self._memory_for if self._memory_for is not None else self._validity / 2
-        )
+        fresh_until = now + self._status_for
         with self._memory_lock:
+            if flight is not None and flight.stale:
+                return
             self._statuses[(issuer_key_id, serial_number)] = (status, fresh_until)
             self._statuses.move_to_end((issuer_key_id, serial_number))
             while len(self._statuses) > self._memory_capacity:
@@ -1043,15 +1293,23 @@ class OcspResponder:
         )
 
     def _hold(
-        self, key: CacheKey, response: PresignedResponse, now: dt.datetime
+        self,
+        key: CacheKey,
+        response: PresignedResponse,
+        now: dt.datetime,
+        cert_id: CertIdRequest,
+        flight: SharedLookup | None = None,
     ) -> OcspAnswer:
-        """Keep a pre-signed response in memory; the answer serving it."""
+        """Keep a pre-signed response in memory (unless the lookup that
+        fetched it was overtaken by a revocation); the answer serving it."""
         fresh_until = response.refresh_at
         if self._memory_for is not None:
             fresh_until = min(fresh_until, now + self._memory_for)
         answer = _presigned_answer(response, "hit")
         with self._memory_lock:
-            self._memory[key] = (response, fresh_until, answer)
+            if flight is not None and flight.stale:
+                return answer
+            self._memory[key] = (response, fresh_until, answer, cert_id)
             self._memory.move_to_end(key)
             while len(self._memory) > self._memory_capacity:
                 self._memory.popitem(last=False)
@@ -1072,13 +1330,14 @@ class OcspResponder:
             revocation_time=revocation.revocation_date.ToDatetime(dt.UTC),
             reason=reason if reason != 0 else None,
         )
-        self._remember_status(authority.key_id, serial, status, self._clock.now())
         keys = [(authority.key_id, serial, algorithm) for algorithm in _HASHES]
         # Drop first: should signing fail below, no process serves the old
         # "good" any more, and the next request reads the registry.
         with self._memory_lock:
+            self._detach_flights(authority.key_id, serial)
             for key in keys:
                 self._memory.pop(key, None)
+        self._remember_status(authority.key_id, serial, status, self._clock.now())
         if self._shared is not None:
             self._shared.discard(keys)
         now = self._clock.now()
@@ -1088,7 +1347,7 @@ class OcspResponder:
             response = self.presign(authority, cert_id, status)
             if self._shared is not None:
                 self._shared.put(key, response, now)
-            self._hold(key, response, now)
+            self._hold(key, response, now, cert_id)
 
     # The revocation stream (services/registry/subscriber.py) ---------------
 
@@ -1102,6 +1361,7 @@ class OcspResponder:
         except ValueError:
             return
         with self._memory_lock:
+            self._detach_flights(revocation.issuer_key_id, serial)
             for algorithm in _HASHES:
                 key = (revocation.issuer_key_id, serial, algorithm)
                 held = self._memory.get(key)
@@ -1111,6 +1371,15 @@ class OcspResponder:
             if known is not None and known[0].status != REVOKED:
                 del self._statuses[(revocation.issuer_key_id, serial)]
         metrics.OCSP_REVOCATION_SEQUENCE.set(revocation.sequence)
+
+    def _detach_flights(self, issuer_key_id: str, serial_number: int) -> None:
+        """Mark the lookups in flight for a revoked certificate stale and
+        forget them, so that later requests start their own; the caller
+        holds the memory lock."""
+        for kind in (_STATUS, *_HASHES):
+            flight = self._flights.pop((issuer_key_id, serial_number, kind), None)
+            if flight is not None:
+                flight.stale = True
 
     def heartbeat(self, heartbeat: object) -> None:
         """Nothing to do: the stream resumes without gaps after a break."""

@@ -38,6 +38,7 @@ BODY_SECONDS = 5.0
 # Requests one client address may have waiting for the registry or a
 # signature at once; more are answered tryLater at once, so that one client
 # cannot queue the responder's thread pool full and starve the others.
+# Requests awaiting a lookup another request started are not counted.
 MAX_IN_FLIGHT_PER_CLIENT = 4
 _KEY_ID = re.compile(r"[0-9a-fA-F]{2,128}")
 _log = get_logger(__name__)
@@ -79,21 +80,34 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
             else:
                 der = request_from_path(request.raw_path)
             result = responder.respond_from_memory(der)
+            claim = None
             if result is None:
-                client = request.remote or ""
-                if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
-                    raise ocsp.OcspRefusal(
-                        ocsp.TRY_LATER,
-                        f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests "
-                        "in progress already",
-                    )
-                in_flight[client] += 1
-                try:
-                    result = await run_blocking(lambda: responder.respond(der))
-                finally:
-                    in_flight[client] -= 1
-                    if not in_flight[client]:
-                        del in_flight[client]
+                pending, claim = responder.join_or_claim(der)
+                if pending is not None:
+                    # Another request is fetching this certificate's status
+                    # or pre-signed response: await that lookup here rather
+                    # than start one. Waiting takes no thread and asks
+                    # nothing of the registry or Redis, so it does not count
+                    # against the client's in-flight limit (which protects
+                    # the thread pool); were it counted, 16 connections of
+                    # one client asking for one certificate would be refused
+                    # whenever its entry is fetched again.
+                    try:
+                        shared = await asyncio.wrap_future(pending)
+                    except Exception as error:
+                        result = ocsp.failed_lookup(error)
+                    else:
+                        # A pre-signed response is the answer as it is; a
+                        # status is signed for this request's nonce.
+                        result = (
+                            shared
+                            if isinstance(shared, ocsp.OcspAnswer)
+                            else responder.respond_from_memory(der)
+                        )
+            if result is None:
+                result = await _run_limited(
+                    responder, der, claim, in_flight, request.remote or ""
+                )
         except ocsp.OcspRefusal as refusal:
             result = ocsp.OcspAnswer(
                 ocsp.error_response(refusal.status),
@@ -113,6 +127,35 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
         web.post(PREFIX + "/{tail:.*}", answer),
         web.get(PREFIX + "/{tail:.*}", answer),
     ]
+
+
+async def _run_limited(
+    responder: ocsp.OcspResponder,
+    der: bytes,
+    claim: ocsp.SharedLookup | None,
+    in_flight: collections.Counter[str],
+    client: str,
+) -> ocsp.OcspAnswer:
+    """Answer in the thread pool, within the client's in-flight limit; a
+    claimed lookup is released when the request is refused."""
+    try:
+        if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
+            raise ocsp.OcspRefusal(
+                ocsp.TRY_LATER,
+                f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests "
+                "in progress already",
+            )
+    except ocsp.OcspRefusal:
+        if claim is not None:
+            responder.abandon(claim)
+        raise
+    in_flight[client] += 1
+    try:
+        return await run_blocking(lambda: responder.respond(der, claim))
+    finally:
+        in_flight[client] -= 1
+        if not in_flight[client]:
+            del in_flight[client]
 
 
 async def _body(request: web.Request) -> bytes:
