@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 
 from services.cli import backup as backup_cli
 from services.cli import inventory as cli_inventory
-from services.cli import nginx, uploads, usage
+from services.cli import nginx, operations, uploads, usage
 from services.common import identifiers
 from services.common.audit import verify_chain
 from services.common.config import (
@@ -325,6 +325,7 @@ def _settings_from_flags(
             else common_pb2.REVOCATION_FAILURE_POLICY_FAIL_CLOSED
         )
         paths.append("revocation.on_unknown")
+    operations.apply_alert_days(options, settings, paths)
     return settings, paths
 
 
@@ -403,6 +404,7 @@ def _print_frontdoor(frontdoor: common_pb2.Frontdoor) -> None:
         "  revocation unknown     "
         f"{policy.removeprefix('REVOCATION_FAILURE_POLICY_').lower().replace('_', '-')}"
     )
+    print(f"  expiry alerts          {operations.describe_alert_days(frontdoor)}")
 
 
 # export -----------------------------------------------------------------
@@ -1246,7 +1248,62 @@ def _parser() -> argparse.ArgumentParser:
     verify.set_defaults(run=_audit_verify)
 
     backup_cli.add_parsers(commands, revocations, anywhere, _group, _address)
+    _operations_parsers(commands, anywhere)
     return parser
+
+
+def _operations_parsers(commands: Any, anywhere: argparse.ArgumentParser) -> None:
+    """trust list and remove, alerts list and dead-letters."""
+    trust = _group(commands, "trust", "frontdoors' trust stores")
+    trust_list = trust.add_parser(
+        "list",
+        parents=[anywhere],
+        help="a frontdoor's trust anchors: kind, status, fingerprint, subject",
+    )
+    trust_list.add_argument("--frontdoor", required=True)
+    trust_list.add_argument("--json", action="store_true", help="JSON output")
+    trust_list.set_defaults(run=_on_registry(operations.trust_list))
+    trust_remove = trust.add_parser(
+        "remove",
+        parents=[anywhere],
+        help="take an uploaded CA or a pinned certificate out of a trust store",
+        description="The validator stops accepting what the anchor vouched for "
+        "once it sees the change. Issued intermediates are revoked instead "
+        "('tessera cert revoke').",
+    )
+    trust_remove.add_argument("fingerprint", help="SHA-256 fingerprint, hex")
+    trust_remove.add_argument("--frontdoor", required=True)
+    trust_remove.add_argument("--json", action="store_true", help="JSON output")
+    trust_remove.set_defaults(run=_on_registry(operations.trust_remove))
+
+    alerts = _group(commands, "alerts", "expiry notifications and dead letters")
+    listing = alerts.add_parser(
+        "list",
+        parents=[anywhere],
+        help="expiry notifications, newest first, with their delivery state",
+    )
+    listing.add_argument("--frontdoor", help="only this frontdoor's notifications")
+    dead = alerts.add_parser(
+        "dead-letters",
+        parents=[anywhere],
+        help="webhook deliveries that failed every attempt, newest first",
+    )
+    for parser in (listing, dead):
+        parser.add_argument(
+            "--limit",
+            type=_whole_number(1, operations.MAX_PAGE),
+            default=100,
+            help=f"show at most this many, 1 to {operations.MAX_PAGE} (default 100)",
+        )
+        parser.add_argument(
+            "--before-id",
+            type=_whole_number(1, 2**63 - 1),
+            metavar="ID",
+            help="only older entries than ID (continue a previous listing)",
+        )
+        parser.add_argument("--json", action="store_true", help="JSON output")
+    listing.set_defaults(run=_on_registry(operations.alerts_list))
+    dead.set_defaults(run=_on_registry(operations.alerts_dead_letters))
 
 
 def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
@@ -1428,6 +1485,13 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
         choices=("fail-closed", "fail-open"),
         default=None,
         help="what the validator does when revocation status cannot be established",
+    )
+    parser.add_argument(
+        "--alert-days",
+        type=operations.alert_days_argument,
+        metavar="DAYS",
+        help="expiry warning windows, comma-separated days before the chain "
+        "expires, for example 30,14,7,1; 'default' for the platform's",
     )
 
 

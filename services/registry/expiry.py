@@ -5,7 +5,7 @@ Each frontdoor has warning windows (``FrontdoorSettings.alerts``, by default
 the default ones. A chain expires at its earliest notAfter, so a client
 certificate warns as its own expiry or its intermediate's or the root's
 comes near, whichever is first. Only active certificates warn: superseded
-(replaced by a renewal), revoked, held and expired ones do not.
+(replaced by a renewal), revoked, held, expired and deleted ones do not.
 
 One leased pass at a time (DESIGN, "Where state lives") looks for
 certificates inside a window and claims one notification per certificate
@@ -684,6 +684,10 @@ def _candidates(
         sa.select(CertificateRow)
         .where(CertificateRow.status == "active")
         .where(CertificateRow.not_valid_after > now)
+        # Only revoked or expired certificates can be deleted, but the rule
+        # lives in the inventory; a deleted one never warns, whatever its
+        # status or the clock says.
+        .where(CertificateRow.deleted_at.is_(None))
         .where(near)
         .order_by(CertificateRow.id)
     )

@@ -140,6 +140,8 @@ class ExistingCertificate:
     frontdoor: str
     # Whether it is an anchor of the frontdoor the upload is for.
     anchored_here: bool = False
+    # When it was deleted from the inventory; None while it is in it.
+    deleted_at: dt.datetime | None = None
 
 
 class KnownCertificates(Protocol):
@@ -515,7 +517,18 @@ def _lint_certificate(
     existing = known.by_fingerprint(fingerprint)
     already_recorded = False
     if existing is not None:
-        if existing.origin != "uploaded":
+        if existing.deleted_at is not None:
+            # As for issuance (RecordCertificate): the record and its history
+            # stay after a deletion, and the certificate is not recorded again.
+            found(
+                Severity.ERROR,
+                "deleted",
+                "the certificate was recorded before and deleted on "
+                f"{existing.deleted_at.isoformat()}; a deleted certificate is not "
+                "recorded again ('tessera cert history' shows why it was deleted)",
+                index,
+            )
+        elif existing.origin != "uploaded":
             found(
                 Severity.ERROR,
                 "issued-by-tessera",
@@ -826,6 +839,7 @@ class SessionKnowledge:
             kind=row.kind,
             frontdoor=frontdoor,
             anchored_here=anchored is not None,
+            deleted_at=row.deleted_at,
         )
 
 

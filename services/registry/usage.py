@@ -11,7 +11,8 @@ Rules of a report:
   malformed entry, is refused whole and changes nothing.
 - An entry naming a certificate or a frontdoor the registry does not know is
   counted and ignored, not an error: validators also accept certificates
-  from uploaded CAs that are not recorded one by one.
+  from uploaded CAs that are not recorded one by one. A deleted certificate
+  counts as unknown.
 - Last-seen times only move forward: an entry older than what is recorded
   changes nothing.
 - A time ahead of the registry's clock is stored as the registry's current
@@ -136,11 +137,14 @@ class UsageRecords:
                 latest[key] = seen
 
         with self._database.writing() as session:
+            # A deleted certificate is out of the inventory: its use is counted
+            # as unknown, like that of a certificate never recorded.
             certificates = _ids(
                 session,
                 CertificateRow.fingerprint,
                 CertificateRow.id,
                 {fingerprint for fingerprint, _ in latest},
+                CertificateRow.deleted_at.is_(None),
             )
             frontdoors = _ids(
                 session,
@@ -216,9 +220,11 @@ def filter_usage(statement: sa.Select[Any], usage: int) -> sa.Select[Any]:
 
 
 def _ids(
-    session: Session, key: Any, identifier: Any, wanted: set[str]
+    session: Session, key: Any, identifier: Any, wanted: set[str], *where: Any
 ) -> dict[str, int]:
-    rows = session.execute(sa.select(key, identifier).where(key.in_(sorted(wanted))))
+    rows = session.execute(
+        sa.select(key, identifier).where(key.in_(sorted(wanted)), *where)
+    )
     return {str(name): int(row_id) for name, row_id in rows}
 
 

@@ -875,3 +875,31 @@ def der_of(certificate: x509.Certificate) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return certificate.public_bytes(Encoding.DER)
+
+
+def test_deleted_certificates_do_not_warn(
+    monitored: Monitored, receiver: Receiver
+) -> None:
+    """A deleted certificate never warns, even when the registry's clock is
+    set back into one of its windows after the deletion."""
+    clients = monitored.clients
+    assert clients is not None
+    clients.create_frontdoor("shop")
+    kept = clients.issue("shop", validity_days=10).record
+    deleted = clients.issue("shop", validity_days=10).record
+    expires = not_valid_after(deleted)
+    monitored.move_to(expires + DAY)
+    clients.registry.DeleteCertificate(
+        registry_pb2.DeleteCertificateRequest(
+            fingerprint_sha256=deleted.fingerprint_sha256
+        )
+    )
+
+    monitored.move_to(expires - 5 * DAY)
+    monitored.scan()
+
+    assert receiver.windows() == {(kept.fingerprint_sha256, 7): 1}
+    listed = clients.registry.ListExpiryNotifications(
+        registry_pb2.ListExpiryNotificationsRequest(frontdoor="shop")
+    ).notifications
+    assert {n.fingerprint_sha256 for n in listed} == {kept.fingerprint_sha256}

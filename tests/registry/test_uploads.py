@@ -846,3 +846,33 @@ def test_migration_marks_older_records_issued_with_their_key_hash(
         ).all()
     engine.dispose()
     assert rows == [("issued", facts.spki_sha256(existing.certificate.public_key()))]
+
+
+def test_refuses_to_record_a_deleted_certificate_again(running: Running) -> None:
+    """A deleted certificate, uploaded or issued, is not recorded again: the
+    report says it was deleted (dry run or not), and nothing is stored."""
+    ca = make_ca()
+    client = make_client(ca)
+    running.upload(ca.pem)
+    assert running.upload(client.pem).stored
+    issued = running.clients.issue("payments").record
+    issued_pem = x509.load_der_x509_certificate(issued.certificate).public_bytes(
+        serialization.Encoding.PEM
+    )
+    for fingerprint in (client.fingerprint, issued.fingerprint_sha256):
+        _revoke(running, fingerprint)
+        running.registry.DeleteCertificate(
+            registry_pb2.DeleteCertificateRequest(fingerprint_sha256=fingerprint)
+        )
+
+    for pem in (client.pem, issued_pem):
+        _refused(running, pem, "deleted", dry_run=True)
+        _refused(running, pem, "deleted")
+        finding = next(f for f in running.upload(pem).findings if f.code == "deleted")
+        assert "a deleted certificate is not recorded again" in finding.message
+    missing = rpc_error(
+        lambda: running.registry.GetCertificate(
+            registry_pb2.GetCertificateRequest(fingerprint_sha256=client.fingerprint)
+        )
+    )
+    assert missing.code() == grpc.StatusCode.NOT_FOUND

@@ -369,3 +369,27 @@ def test_migration_creates_the_table_the_model_describes(
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_deleted_certificate_is_unknown_to_usage_and_not_listed_as_unused(
+    clients: Clients,
+) -> None:
+    """Once deleted, a certificate's reported use is counted as unknown and
+    stored nowhere, and the never-used listing leaves it out."""
+    deleted = clients.issue(FRONTDOOR).record.fingerprint_sha256
+    kept = clients.issue(FRONTDOOR).record.fingerprint_sha256
+    clients.revoke(deleted)
+    clients.registry.DeleteCertificate(
+        registry_pb2.DeleteCertificateRequest(fingerprint_sha256=deleted)
+    )
+    now = dt.datetime.now(dt.UTC)
+
+    response = _report(clients, _entry(deleted, now), _entry(kept, now))
+
+    assert (response.recorded, response.unknown_certificates) == (1, 1)
+    assert _listed(clients, USED) == [kept]
+    assert deleted not in _listed(clients, NEVER_USED)
+    history = clients.registry.GetCertificateHistory(
+        registry_pb2.GetCertificateHistoryRequest(fingerprint_sha256=deleted)
+    )
+    assert [event.event for event in history.events][-1] == "deleted"
