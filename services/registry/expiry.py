@@ -61,6 +61,9 @@ from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
 from services.common.logging import get_logger, redact_text
 from services.registry.models import (
+    CA_KINDS,
+    PUBLIC_KINDS,
+    ROOT_KINDS,
     CertificateRow,
     ExpiryNotificationRow,
     FrontdoorRow,
@@ -80,7 +83,6 @@ MAX_BACKOFF_SECONDS = 60.0
 _MAX_CHAIN_DEPTH = 8
 # Existing notifications are looked up this many certificates at a time.
 _LOOKUP_BATCH = 500
-_CA_KINDS = ("intermediate", "root")
 _DAY = dt.timedelta(days=1)
 
 _log = get_logger(__name__)
@@ -107,7 +109,7 @@ def chain_expiry(session: Session, row: CertificateRow) -> ChainExpiry:
     record.
     """
     own = ChainExpiry(row.not_valid_after, row.fingerprint)
-    if row.kind == "root" or row.issuer_key_id == row.subject_key_id:
+    if row.kind in ROOT_KINDS or row.issuer_key_id == row.subject_key_id:
         return own
     above = _issuer_chain(session, row.issuer_key_id, _MAX_CHAIN_DEPTH)
     if above is not None and above.not_valid_after < own.not_valid_after:
@@ -130,14 +132,14 @@ def _issuer_chain(session: Session, key_id: str, depth: int) -> ChainExpiry | No
     issuer = session.scalar(
         sa.select(CertificateRow)
         .where(CertificateRow.subject_key_id == key_id)
-        .where(CertificateRow.kind.in_(_CA_KINDS))
+        .where(CertificateRow.kind.in_(CA_KINDS))
         .order_by(CertificateRow.not_valid_after.desc())
         .limit(1)
     )
     if issuer is None:
         return None
     earliest = ChainExpiry(issuer.not_valid_after, issuer.fingerprint)
-    if issuer.kind != "root" and issuer.issuer_key_id != key_id:
+    if issuer.kind not in ROOT_KINDS and issuer.issuer_key_id != key_id:
         above = _issuer_chain(session, issuer.issuer_key_id, depth - 1)
         if above is not None and above.not_valid_after < earliest.not_valid_after:
             earliest = above
@@ -148,7 +150,7 @@ def _issuer_chain(session: Session, key_id: str, depth: int) -> ChainExpiry | No
 def _ca_chain_expiries(session: Session) -> dict[str, ChainExpiry]:
     """Every recorded CA key id with the expiry of the chain through it."""
     rows = session.scalars(
-        sa.select(CertificateRow).where(CertificateRow.kind.in_(_CA_KINDS))
+        sa.select(CertificateRow).where(CertificateRow.kind.in_(CA_KINDS))
     ).all()
     by_key: dict[str, CertificateRow] = {}
     for row in rows:
@@ -161,7 +163,7 @@ def _ca_chain_expiries(session: Session) -> dict[str, ChainExpiry]:
         earliest = ChainExpiry(row.not_valid_after, row.fingerprint)
         current = row
         for _ in range(_MAX_CHAIN_DEPTH):
-            if current.kind == "root" or current.issuer_key_id == key_id:
+            if current.kind in ROOT_KINDS or current.issuer_key_id == key_id:
                 break
             issuer = by_key.get(current.issuer_key_id)
             if issuer is None or issuer is current:
@@ -696,12 +698,12 @@ def _candidates(
         chain = ChainExpiry(row.not_valid_after, row.fingerprint)
         issuer = ca_expiries.get(row.issuer_key_id)
         if (
-            row.kind != "root"
+            row.kind not in ROOT_KINDS
             and issuer is not None
             and issuer.not_valid_after < chain.not_valid_after
         ):
             chain = issuer
-        if row.kind in _CA_KINDS and row.subject_key_id in ca_expiries:
+        if row.kind in CA_KINDS and row.subject_key_id in ca_expiries:
             own = ca_expiries[row.subject_key_id]
             if own.not_valid_after < chain.not_valid_after:
                 chain = own
@@ -712,7 +714,7 @@ def _candidates(
                 serial_number=row.serial_number,
                 issuer_key_id=row.issuer_key_id,
                 frontdoor=names.get(row.frontdoor_id, "") if row.frontdoor_id else "",
-                kind=row.kind,
+                kind=PUBLIC_KINDS[row.kind],
                 name=row.name,
                 subject=row.subject,
                 not_valid_after=row.not_valid_after,
@@ -814,7 +816,7 @@ class ExpiryRecords:
                     id=notification.id,
                     fingerprint_sha256=certificate.fingerprint,
                     frontdoor=name or "",
-                    kind=_KIND_VALUES[certificate.kind],
+                    kind=_KIND_VALUES[PUBLIC_KINDS[certificate.kind]],
                     window_days=notification.window_days,
                     chain_not_valid_after=facts.timestamp(
                         notification.chain_not_valid_after

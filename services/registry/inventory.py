@@ -28,12 +28,14 @@ from services.common.clock import Clock
 from services.common.database import Database
 from services.common.errors import InvalidArgument, NotFound, PolicyRefusal
 from services.registry.models import (
+    CA_KINDS,
     CertificateEventRow,
     CertificateMappingRow,
     CertificateNameRow,
     CertificateRow,
     CertificateTagRow,
     FrontdoorRow,
+    stored_kinds,
 )
 from services.registry.page_tokens import PageTokens
 from services.registry.usage import check_usage_filter, filter_usage
@@ -92,7 +94,6 @@ _KIND_NAMES = {
     common_pb2.CERTIFICATE_KIND_INTERMEDIATE: "intermediate",
     common_pb2.CERTIFICATE_KIND_ROOT: "root",
 }
-_CA_KINDS = ("intermediate", "root")
 # Statuses under which a certificate validates until its notAfter.
 _VALIDATING = ("active", "superseded")
 _ORDER_COLUMNS = {
@@ -701,7 +702,6 @@ class Inventory:
             now,
         )
         for column, value in (
-            (CertificateRow.kind, query.kind),
             (CertificateRow.name, query.name),
             (CertificateRow.environment, query.environment),
             (CertificateRow.owner, query.owner),
@@ -711,6 +711,11 @@ class Inventory:
         ):
             if value:
                 statement = statement.where(column == value)
+        if query.kind:
+            # ROOT covers the platform root and uploaded self-signed CAs.
+            statement = statement.where(
+                CertificateRow.kind.in_(stored_kinds(query.kind))
+            )
         if query.tag:
             statement = statement.where(
                 CertificateRow.id.in_(
@@ -952,7 +957,7 @@ class Inventory:
         )
 
     def _refuse_deletion(self, row: CertificateRow) -> None:
-        if row.kind in _CA_KINDS:
+        if row.kind in CA_KINDS:
             raise PolicyRefusal(
                 f"certificate {row.fingerprint} is a CA certificate ({row.kind}); "
                 "CA certificates stay in the registry for the trust stores and "
@@ -1022,7 +1027,7 @@ class Inventory:
             own = sa.select(
                 CertificateMappingRow.service, CertificateMappingRow.environment
             )
-            if row.kind not in _CA_KINDS:
+            if row.kind not in CA_KINDS:
                 mappings = session.execute(
                     own.where(CertificateMappingRow.certificate_id == row.id)
                     .order_by(
@@ -1100,7 +1105,7 @@ def _key_ids_below(session: Session, ca: CertificateRow, now: dt.datetime) -> li
     while frontier:
         below = session.scalars(
             sa.select(CertificateRow.subject_key_id)
-            .where(CertificateRow.kind.in_(_CA_KINDS))
+            .where(CertificateRow.kind.in_(CA_KINDS))
             .where(CertificateRow.issuer_key_id.in_(frontier))
             .where(CertificateRow.id != ca.id)
             .where(CertificateRow.status.in_(_VALIDATING))

@@ -48,7 +48,8 @@ class CertificateRow(RegistryBase):
     subject_key_id: Mapped[str] = mapped_column(sa.String(128), default="", index=True)
     # NULL for the platform root, which belongs to no frontdoor.
     frontdoor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("frontdoors.id"))
-    # "client", "intermediate" or "root".
+    # "client", "intermediate", "root" (the platform root) or "uploaded_root"
+    # (a self-signed CA of the user's PKI); see CA_KINDS and PUBLIC_KINDS.
     kind: Mapped[str] = mapped_column(sa.String(16))
     name: Mapped[str] = mapped_column(sa.String(256), default="", index=True)
     subject: Mapped[str] = mapped_column(sa.Text)
@@ -269,3 +270,28 @@ class CertificateEventRow(RegistryBase):
     occurred_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     # A JSON object.
     details: Mapped[str] = mapped_column(sa.Text, default="{}")
+
+
+# Stored certificate kinds -------------------------------------------------------
+
+# The stored kinds that are CA certificates. "uploaded_root" is a self-signed
+# CA of the user's PKI; it is never "root", which names the platform root
+# that may sign frontdoor intermediates.
+CA_KINDS = ("intermediate", "root", "uploaded_root")
+# The stored kinds at the top of a chain (self-signed CAs).
+ROOT_KINDS = ("root", "uploaded_root")
+# The name each stored kind is shown as outside the registry (the
+# CertificateKind of the API, webhook payloads and logs).
+PUBLIC_KINDS = {
+    "client": "client",
+    "intermediate": "intermediate",
+    "root": "root",
+    "uploaded_root": "root",
+}
+
+
+def stored_kinds(public_kind: str) -> tuple[str, ...]:
+    """The stored kinds shown as ``public_kind``."""
+    return tuple(
+        stored for stored, shown in PUBLIC_KINDS.items() if shown == public_kind
+    )

@@ -50,6 +50,8 @@ from services.registry import inventory as inv
 from services.registry import uploads
 from services.registry.expiry import chain_expiry
 from services.registry.models import (
+    CA_KINDS,
+    PUBLIC_KINDS,
     REVOCATION_COUNTER,
     CertificateRow,
     CompromisedKeyRow,
@@ -82,11 +84,10 @@ _KIND_NAMES = {
     common_pb2.CERTIFICATE_KIND_INTERMEDIATE: "intermediate",
     common_pb2.CERTIFICATE_KIND_ROOT: "root",
 }
-_KIND_VALUES = {name: value for value, name in _KIND_NAMES.items()}
-# A self-signed CA of the user's PKI. Never "root": that word makes a CA
-# the platform root, which may sign frontdoor intermediates.
-_KIND_VALUES["uploaded_root"] = common_pb2.CERTIFICATE_KIND_ROOT
-_CA_KINDS = ("intermediate", "root", "uploaded_root")
+_KIND_VALUES = {
+    stored: {name: value for value, name in _KIND_NAMES.items()}[shown]
+    for stored, shown in PUBLIC_KINDS.items()
+}
 _ORIGIN_VALUES = {
     "issued": common_pb2.CERTIFICATE_ORIGIN_ISSUED,
     "uploaded": common_pb2.CERTIFICATE_ORIGIN_UPLOADED,
@@ -393,7 +394,7 @@ class RegistryStore:
                         sa.select(CertificateRow.subject_key_id)
                         .where(
                             sa.or_(
-                                CertificateRow.kind.in_(_CA_KINDS),
+                                CertificateRow.kind.in_(CA_KINDS),
                                 CertificateRow.subject_key_id != "",
                             )
                         )
@@ -834,7 +835,7 @@ class RegistryStore:
                 issuer_key_id = identifiers.subject_key_id(certificate)
         if subject_key_id is None:
             subject_key_id = (
-                identifiers.subject_key_id(certificate) if kind in _CA_KINDS else ""
+                identifiers.subject_key_id(certificate) if kind in CA_KINDS else ""
             )
         clash = session.scalar(
             sa.select(CertificateRow.fingerprint)

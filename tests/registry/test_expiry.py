@@ -903,3 +903,41 @@ def test_deleted_certificates_do_not_warn(
         registry_pb2.ListExpiryNotificationsRequest(frontdoor="shop")
     ).notifications
     assert {n.fingerprint_sha256 for n in listed} == {kept.fingerprint_sha256}
+
+
+def test_an_uploaded_root_warns_as_a_root(
+    monitored: Monitored, receiver: Receiver, log_text: io.StringIO
+) -> None:
+    """An uploaded self-signed CA inside a window is listed, posted and
+    logged as a ROOT, like the platform root."""
+    clients = monitored.clients
+    assert clients is not None
+    clients.create_frontdoor("shop")
+    ca = make_ca(None, "Uploaded Org Root", monitored.clock.now(), 20, 0)
+    uploaded = clients.registry.UploadCertificates(
+        registry_pb2.UploadCertificatesRequest(
+            frontdoor="shop", data=der_of(ca.certificate)
+        )
+    )
+    assert uploaded.stored
+    fingerprint = identifiers.fingerprint(ca.certificate)
+
+    monitored.scan()
+
+    (notification,) = [
+        n
+        for n in clients.registry.ListExpiryNotifications(
+            registry_pb2.ListExpiryNotificationsRequest(frontdoor="shop")
+        ).notifications
+        if n.fingerprint_sha256 == fingerprint
+    ]
+    assert notification.kind == common_pb2.CERTIFICATE_KIND_ROOT
+    assert notification.window_days == 30
+    (body,) = [b for b in receiver.bodies() if b["fingerprint_sha256"] == fingerprint]
+    assert body["kind"] == "root"
+    logged = [
+        json.loads(line)
+        for line in log_text.getvalue().splitlines()
+        if fingerprint in line and "warning window" in line
+    ]
+    assert [entry["kind"] for entry in logged] == ["root"]

@@ -876,3 +876,52 @@ def test_refuses_to_record_a_deleted_certificate_again(running: Running) -> None
         )
     )
     assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+# Uploaded roots in the inventory ------------------------------------------------
+
+
+def test_an_uploaded_root_is_a_ca_and_a_root_in_the_inventory(
+    running: Running,
+) -> None:
+    """An uploaded self-signed CA counts as a CA: its revocation impact names
+    the certificates below it, it cannot be deleted (nothing is removed), and
+    ListCertificates(kind=ROOT) lists it with the platform root."""
+    ca = make_ca("Uploaded Org Root")
+    running.upload(ca.pem, name="Org root")
+    clients = [make_client(ca, f"leaf-{i}.example.org") for i in range(3)]
+    for client in clients:
+        assert running.upload(client.pem).stored
+
+    impact = running.registry.GetRevocationImpact(
+        registry_pb2.GetRevocationImpactRequest(fingerprint_sha256=ca.fingerprint)
+    )
+    assert impact.affected_certificates == 3
+    assert {c.fingerprint_sha256 for c in impact.certificates} == {
+        c.fingerprint for c in clients
+    }
+
+    roots = running.registry.ListCertificates(
+        registry_pb2.ListCertificatesRequest(
+            kind=common_pb2.CERTIFICATE_KIND_ROOT, page_size=100
+        )
+    ).certificates
+    listed = {c.fingerprint_sha256: c.kind for c in roots}
+    assert listed[ca.fingerprint] == common_pb2.CERTIFICATE_KIND_ROOT
+    assert set(listed.values()) == {common_pb2.CERTIFICATE_KIND_ROOT}
+    assert len(listed) == 2  # the platform root and the uploaded one
+
+    _revoke(running, ca.fingerprint)
+    before = running.row_counts()
+    refusal = rpc_error(
+        lambda: running.registry.DeleteCertificate(
+            registry_pb2.DeleteCertificateRequest(fingerprint_sha256=ca.fingerprint)
+        )
+    )
+    assert refusal.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "CA certificate" in (refusal.details() or "")
+    assert running.row_counts() == before
+    record = running.registry.GetCertificate(
+        registry_pb2.GetCertificateRequest(fingerprint_sha256=ca.fingerprint)
+    )
+    assert record.kind == common_pb2.CERTIFICATE_KIND_ROOT
