@@ -206,6 +206,9 @@ class RegistryConfig(_Section):
     expiry_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     expiry_webhook_attempts: int = Field(default=5, ge=1, le=20)
     expiry_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+    # How long one pass keeps starting webhook deliveries (four at a time);
+    # the rest wait for the next pass. At most half the scan interval.
+    expiry_webhook_budget_seconds: float | None = Field(default=None, gt=0, le=86_400)
 
     @field_validator("expiry_webhook_url")
     @classmethod

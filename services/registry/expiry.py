@@ -25,7 +25,10 @@ The sinks, in order:
   accepts it or it is dead-lettered, and later passes deliver pending ones
   again (at least once: a crash after the receiver accepted but before the
   row said so sends it again, with the same ``notification_id``, which
-  receivers use to drop the repeat);
+  receivers use to drop the repeat). A pass delivers only after every new
+  notification is recorded and logged, four at a time and for a limited
+  time, leaving the rest pending for the next pass; stop() abandons the
+  deliveries in flight, which stay pending;
 - Prometheus: seconds to expiry per certificate inside its largest window,
   counts per frontdoor by window, and counters of the deliveries.
 """
@@ -79,6 +82,10 @@ EVENT_TYPE = "tessera.certificate.expiring"
 MIN_SECRET_LENGTH = 16
 # Longest pause between two webhook attempts.
 MAX_BACKOFF_SECONDS = 60.0
+# Webhook deliveries in flight at once.
+DELIVERY_CONCURRENCY = 4
+# How often a pass delivering webhooks looks whether the monitor stops.
+_STOP_POLL_SECONDS = 0.1
 # The deepest chain followed: root, intermediates, client.
 _MAX_CHAIN_DEPTH = 8
 # Existing notifications are looked up this many certificates at a time.
@@ -375,11 +382,18 @@ class ExpiryMonitor:
         clock: Clock,
         lease: Lease,
         webhook: WebhookSink | None = None,
+        delivery_budget: dt.timedelta | None = None,
     ) -> None:
         self._database = database
         self._clock = clock
         self._lease = lease
         self._webhook = webhook
+        # How long a pass keeps starting webhook deliveries; None: until
+        # every pending notification was tried.
+        self._delivery_budget = delivery_budget
+        # Set by stop(): deliveries in flight are abandoned (they stay
+        # pending for the next process) and no new one starts.
+        self._stopping = threading.Event()
         self._job: PeriodicJob | None = None
         # The background job and a caller of run_once share one lease
         # holder, so the lease alone would let them overlap.
@@ -449,9 +463,11 @@ class ExpiryMonitor:
             )
             metrics.EXPIRY_NOTIFICATIONS.labels(sink="log", outcome="sent").inc()
 
-        # Step 4: the webhook, for every notification still pending.
+        # Step 4: the webhook, for the notifications still pending, once
+        # every new one above is recorded and logged, so a receiver that
+        # hangs delays deliveries but never the detection.
         delivered = dead_lettered = 0
-        if self._webhook is not None:
+        if self._webhook is not None and not self._stopping.is_set():
             delivered, dead_lettered = asyncio.run(self._deliver_pending(self._webhook))
         return ScanReport(
             inside_windows=len(inside),
@@ -486,28 +502,68 @@ class ExpiryMonitor:
             return None
 
     async def _deliver_pending(self, webhook: WebhookSink) -> tuple[int, int]:
+        """Deliver pending notifications, oldest first, a few at a time.
+
+        New deliveries start until the pass's delivery budget is spent; the
+        ones in flight then finish (each within the webhook's worst case)
+        and the rest stay pending for the next pass. stop() abandons the
+        ones in flight: they stay pending too, for the next process.
+        """
         with self._database.reading() as session:
             pending = session.execute(
                 sa.select(ExpiryNotificationRow.id, ExpiryNotificationRow.payload)
                 .where(ExpiryNotificationRow.state == "pending")
                 .order_by(ExpiryNotificationRow.id)
             ).all()
-        delivered = dead_lettered = 0
-        async with aiohttp.ClientSession() as client:
-            for notification_id, payload in pending:
+        if not pending:
+            return 0, 0
+        loop = asyncio.get_running_loop()
+        deadline = (
+            None
+            if self._delivery_budget is None
+            else loop.time() + self._delivery_budget.total_seconds()
+        )
+        queue = iter(pending)
+        outcomes = {"delivered": 0, "dead_lettered": 0}
+
+        async def deliver_some(client: aiohttp.ClientSession) -> None:
+            # The workers share one iterator, so each notification is taken once.
+            for notification_id, payload in queue:
+                if self._stopping.is_set():
+                    return
+                if deadline is not None and loop.time() >= deadline:
+                    return
                 # Renewed before each delivery, so that no other replica
                 # takes over and sends the same notification meanwhile.
                 if not self._lease.acquire():
-                    break
+                    return
                 try:
                     await webhook.deliver(client, payload)
                 except DeliveryFailed as failure:
                     self._dead_letter(notification_id, payload, webhook, failure)
-                    dead_lettered += 1
+                    outcomes["dead_lettered"] += 1
                     continue
                 self._mark_delivered(notification_id)
-                delivered += 1
-        return delivered, dead_lettered
+                outcomes["delivered"] += 1
+
+        async with aiohttp.ClientSession() as client:
+            workers = [
+                asyncio.create_task(deliver_some(client))
+                for _ in range(min(DELIVERY_CONCURRENCY, len(pending)))
+            ]
+            running: set[asyncio.Task[None]] = set(workers)
+            while running:
+                _, running = await asyncio.wait(running, timeout=_STOP_POLL_SECONDS)
+                if running and self._stopping.is_set():
+                    for worker in running:
+                        worker.cancel()
+                    await asyncio.wait(running)
+                    break
+            for worker in workers:
+                if not worker.cancelled():
+                    # A database failure fails the pass; the next one retries.
+                    worker.result()
+        return outcomes["delivered"], outcomes["dead_lettered"]
 
     def _mark_delivered(self, notification_id: int) -> None:
         with self._database.writing() as session:
@@ -594,11 +650,17 @@ class ExpiryMonitor:
 
     def start(self, interval: dt.timedelta) -> None:
         """Run a pass every ``interval``."""
+        self._stopping.clear()
         self._job = PeriodicJob("expiry-scan", interval, self._pass, _pass_failed)
         self._job.start()
 
     def stop(self) -> None:
-        """End the job, then hand the lease on so a replica continues at once."""
+        """End the job, then hand the lease on so a replica continues at once.
+
+        Webhook deliveries in progress are abandoned; their notifications
+        stay pending and the next lease holder delivers them.
+        """
+        self._stopping.set()
         if self._job is not None:
             self._job.stop(timeout_seconds=30)
         with self._running:
@@ -649,7 +711,10 @@ def open_monitor(
         )
     interval = dt.timedelta(seconds=config.expiry_scan_seconds)
     lease = Lease(database, LEASE_NAME, clock, lease_duration(interval, webhook))
-    return ExpiryMonitor(database, clock, lease, webhook)
+    budget = interval / 2
+    if config.expiry_webhook_budget_seconds is not None:
+        budget = min(budget, dt.timedelta(seconds=config.expiry_webhook_budget_seconds))
+    return ExpiryMonitor(database, clock, lease, webhook, budget)
 
 
 def _frontdoor_windows(session: Session) -> dict[str, tuple[int, ...]]:

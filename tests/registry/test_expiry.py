@@ -13,7 +13,9 @@ import hmac
 import io
 import json
 import logging
+import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +54,7 @@ from tests.support import (
     Clients,
     ManualClock,
     common_name,
+    eventually,
     free_port,
     rpc_error,
     suite_settings,
@@ -941,3 +944,148 @@ def test_an_uploaded_root_warns_as_a_root(
         if fingerprint in line and "warning window" in line
     ]
     assert [entry["kind"] for entry in logged] == ["root"]
+
+
+# A receiver that hangs ---------------------------------------------------------
+
+
+@pytest.fixture
+def hanging_url() -> Iterator[str]:
+    """A port that completes TCP handshakes and never answers a request."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/hooks/expiry"
+    listener.close()
+
+
+def hanging_suite(
+    tmp_path: Path, database_url: str, url: str, **settings: Any
+) -> Monitored:
+    secret_file = tmp_path / "webhook.secret"
+    secret_file.write_text(SECRET + "\n")
+    setup = Monitored(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        registry_settings={
+            "database_url": database_url,
+            "expiry_scan_seconds": 3600,
+            "expiry_webhook_url": url,
+            "expiry_webhook_secret_file": str(secret_file),
+            "expiry_webhook_backoff_seconds": 0.01,
+            **settings,
+        },
+        clock=ManualClock(),
+    )
+    setup.start()
+    return setup
+
+
+def notification_states(database_url: str) -> Counter[str]:
+    database = Database(database_url)
+    try:
+        with database.reading() as session:
+            return Counter(session.scalars(sa.select(ExpiryNotificationRow.state)))
+    finally:
+        database.dispose()
+
+
+def test_a_hanging_receiver_delays_only_the_deliveries_past_the_budget(
+    tmp_path: Path, database_url: str, hanging_url: str, log_text: io.StringIO
+) -> None:
+    """Against a receiver that never answers, a pass records and logs every
+    new notification, delivers four at a time, starts no delivery once its
+    budget is spent and leaves the rest pending for the next pass."""
+    monitored = hanging_suite(
+        tmp_path,
+        database_url,
+        hanging_url,
+        expiry_webhook_attempts=2,
+        expiry_webhook_timeout_seconds=1.5,
+        expiry_webhook_budget_seconds=1.0,
+    )
+    try:
+        clients = monitored.clients
+        assert clients is not None
+        clients.create_frontdoor("shop")
+        records = [clients.issue("shop").record for _ in range(10)]
+        monitored.move_to(max(not_valid_after(r) for r in records) - 20 * DAY)
+        monitor = monitored.suite.expiry_monitor if monitored.suite else None
+        assert monitor is not None
+
+        began = time.monotonic()
+        first = monitor.run_once()
+        took = time.monotonic() - began
+
+        assert first is not None
+        assert len(first.claimed) == 10
+        logged = [
+            line
+            for line in log_text.getvalue().splitlines()
+            if "warning window" in line
+        ]
+        assert len(logged) == 10
+        assert (first.delivered, first.dead_lettered) == (0, 4)
+        # Four deliveries side by side (two attempts of 1.5 s each), not ten
+        # one after another.
+        assert took < 8, took
+        assert notification_states(database_url) == {
+            "dead_lettered": 4,
+            "pending": 6,
+        }
+        listed = clients.registry.ListExpiryNotifications(
+            registry_pb2.ListExpiryNotificationsRequest(frontdoor="shop")
+        ).notifications
+        assert Counter(n.state for n in listed) == {"dead_lettered": 4, "pending": 6}
+
+        second = monitor.run_once()
+        assert second is not None
+        assert (second.claimed, second.dead_lettered) == ((), 4)
+        assert notification_states(database_url) == {
+            "dead_lettered": 8,
+            "pending": 2,
+        }
+    finally:
+        monitored.stop()
+
+
+def test_stopping_abandons_deliveries_to_a_hanging_receiver(
+    tmp_path: Path, database_url: str, hanging_url: str
+) -> None:
+    """stop() returns within seconds while a pass delivers a backlog to a
+    receiver that never answers; the notifications stay pending (none is
+    dead-lettered) and the next process delivers them."""
+    monitored = hanging_suite(
+        tmp_path,
+        database_url,
+        hanging_url,
+        expiry_webhook_attempts=3,
+        expiry_webhook_timeout_seconds=5,
+    )
+    try:
+        clients = monitored.clients
+        assert clients is not None
+        clients.create_frontdoor("shop")
+        records = [clients.issue("shop").record for _ in range(6)]
+        monitored.move_to(max(not_valid_after(r) for r in records) - 20 * DAY)
+        monitor = monitored.suite.expiry_monitor if monitored.suite else None
+        assert monitor is not None
+        reports: list[Any] = []
+        scanning = threading.Thread(target=lambda: reports.append(monitor.run_once()))
+        scanning.start()
+        assert eventually(lambda: notification_states(database_url)["pending"] == 6)
+        time.sleep(0.5)  # the first deliveries are in flight
+
+        began = time.monotonic()
+        monitored.stop()
+        took = time.monotonic() - began
+        scanning.join(10)
+
+        assert not scanning.is_alive()
+        assert took < 3, took
+        assert notification_states(database_url) == {"pending": 6}
+        assert len(reports) == 1
+        assert reports[0] is not None
+        assert reports[0].dead_lettered == 0
+    finally:
+        monitored.stop()
