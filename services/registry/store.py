@@ -62,7 +62,7 @@ from services.registry.models import (
 from services.registry.page_tokens import PageTokens
 from services.registry.usage import (
     UsageRecords,
-    fill_last_use,
+    fill_last_uses,
 )
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
@@ -954,8 +954,8 @@ class RegistryStore:
             revocation = revocations.get(row.id)
             if revocation is not None:
                 record.revocation.CopyFrom(_revocation_message(revocation))
-            fill_last_use(session, row.id, record)
             records.append(record)
+        fill_last_uses(session, [row.id for row in rows], records)
         inv.fill_records(session, rows, records)
         return records
 
