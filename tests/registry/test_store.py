@@ -1498,3 +1498,58 @@ def test_a_page_reads_last_use_in_one_query_and_each_record_gets_its_own(
     assert last_use[clients[3]] == ("billing", seen)
     assert len(records) == 5  # the intermediate and the four clients
     assert for_page == for_two, statements
+
+
+def test_active_listing_follows_the_clock_through_the_statement_cache(
+    store: RegistryStore, payments: Ca, clock: ManualClock
+) -> None:
+    """The same ACTIVE listing asked again after the clock passed a
+    certificate's notAfter leaves it out: "not expired yet" is bound anew
+    each time, not kept with the cached statement."""
+    fingerprint = identifiers.fingerprint(record_client(store, payments, clock))
+
+    before, _ = store.list_certificates("payments", ACTIVE, 100, "")
+    clock.advance(dt.timedelta(days=91))
+    after, _ = store.list_certificates("payments", ACTIVE, 100, "")
+
+    assert fingerprint in [record.fingerprint_sha256 for record in before]
+    assert fingerprint not in [record.fingerprint_sha256 for record in after]
+
+
+def test_sqlite_pages_frontdoor_and_status_through_their_index(
+    sqlite_store: RegistryStore, clock: ManualClock
+) -> None:
+    """SQLite, without statistics, walks (frontdoor, status, id) for a page
+    in recording order rather than reading every unexpired certificate of
+    the frontdoor by notAfter and sorting them (seconds at a million)."""
+    root = make_root(clock.now())
+    sqlite_store.record_certificate(
+        root.der, "", "platform root", common_pb2.CERTIFICATE_KIND_ROOT
+    )
+    payments = make_intermediate(root, clock.now(), "payments")
+    sqlite_store.register_frontdoor(
+        "payments", common_pb2.FrontdoorSettings(), payments.der
+    )
+    database = sqlite_store._database
+    statements: list[tuple[str, Any]] = []
+
+    def keep(*arguments: Any) -> None:
+        if "FROM certificates" in arguments[2] and "LIMIT" in arguments[2]:
+            statements.append((arguments[2], arguments[3]))
+
+    sa.event.listen(database.read_engine, "before_cursor_execute", keep)
+    try:
+        sqlite_store.list_certificates("payments", ACTIVE, 100, "")
+    finally:
+        sa.event.remove(database.read_engine, "before_cursor_execute", keep)
+    page, parameters = statements[0]
+    with database.read_engine.connect() as connection:
+        plan = [
+            row[3]
+            for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {page}", parameters
+            )
+        ]
+
+    assert any("ix_certificates_frontdoor_status" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
