@@ -120,6 +120,8 @@ def test_registry_benchmark_loads_and_measures_every_query(
     assert report.get("ListServiceCertificates, service in prod").rows >= 1
     for series in [*keys, *pages]:
         assert series.median < 1000, report.text()
+    assert report.first_scan is not None
+    assert report.steady_scan is not None
     assert 200 < len(report.first_scan.claimed) < 600, report.text()
     assert report.first_scan.delivered == 0
     assert report.steady_scan.claimed == ()
