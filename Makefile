@@ -2,7 +2,7 @@
 PYTHON := .venv/bin/python
 
 .PHONY: run test test-fast lint protos bench bench-enforcement bench-verdicts bench-signers \
-	bench-crl bench-ocsp
+	bench-crl bench-ocsp bench-registry
 
 run:
 	scripts/run.sh
@@ -23,7 +23,7 @@ protos:
 
 # Benchmarks at full size print the figures quoted in the README; the test
 # run covers each at smoke size (pytest -m benchmark) so they cannot rot.
-bench: bench-enforcement bench-verdicts bench-signers bench-crl bench-ocsp
+bench: bench-enforcement bench-verdicts bench-signers bench-crl bench-ocsp bench-registry
 
 bench-enforcement:
 	$(PYTHON) -m benchmarks.enforcement
@@ -39,3 +39,6 @@ bench-crl:
 
 bench-ocsp:
 	$(PYTHON) -m benchmarks.ocsp
+
+bench-registry:
+	$(PYTHON) -m benchmarks.registry

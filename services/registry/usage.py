@@ -181,20 +181,33 @@ class UsageRecords:
         )
 
 
-def fill_last_use(
-    session: Session, certificate_id: int, record: common_pb2.CertificateRecord
+def fill_last_uses(
+    session: Session,
+    certificate_ids: Sequence[int],
+    records: Sequence[common_pb2.CertificateRecord],
 ) -> None:
-    """Set a record's last_used_at and last_used_frontdoor, when it was used."""
-    last = session.execute(
-        sa.select(CertificateUsageRow.last_seen_at, FrontdoorRow.name)
+    """Set each record's last_used_at and last_used_frontdoor, when it was
+    used: one query for a whole page, not one a record."""
+    if not certificate_ids:
+        return
+    last: dict[int, tuple[dt.datetime, str]] = {}
+    for certificate_id, seen_at, frontdoor in session.execute(
+        sa.select(
+            CertificateUsageRow.certificate_id,
+            CertificateUsageRow.last_seen_at,
+            FrontdoorRow.name,
+        )
         .join(FrontdoorRow, FrontdoorRow.id == CertificateUsageRow.frontdoor_id)
-        .where(CertificateUsageRow.certificate_id == certificate_id)
+        .where(CertificateUsageRow.certificate_id.in_(certificate_ids))
         .order_by(CertificateUsageRow.last_seen_at.desc(), FrontdoorRow.name)
-        .limit(1)
-    ).first()
-    if last is not None:
-        record.last_used_at.CopyFrom(timestamp(last[0]))
-        record.last_used_frontdoor = last[1]
+    ):
+        # The latest sighting comes first; on a tie, the first frontdoor by name.
+        last.setdefault(certificate_id, (seen_at, frontdoor))
+    for certificate_id, record in zip(certificate_ids, records, strict=True):
+        if certificate_id in last:
+            seen_at, frontdoor = last[certificate_id]
+            record.last_used_at.CopyFrom(timestamp(seen_at))
+            record.last_used_frontdoor = frontdoor
 
 
 def check_usage_filter(usage: int) -> None:

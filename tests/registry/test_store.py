@@ -32,6 +32,7 @@ from services.common.errors import (
 )
 from services.registry.models import RegistryBase
 from services.registry.store import CertificateSelector, RegistryStore
+from services.registry.usage import UsageEntry
 from tessera.common.v1 import common_pb2
 from tests.support import ManualClock, common_name
 
@@ -1435,3 +1436,120 @@ def _migrate_registry_to(url: str, revision: str) -> None:
     config.set_main_option("sqlalchemy.url", url)
     config.attributes["version_table"] = "alembic_version_registry"
     command.upgrade(config, revision)
+
+
+# Last use on pages ------------------------------------------------------------
+
+
+def test_a_page_reads_last_use_in_one_query_and_each_record_gets_its_own(
+    store: RegistryStore,
+    database: Database,
+    root: Ca,
+    payments: Ca,
+    clock: ManualClock,
+) -> None:
+    """Every record on a page shows its own latest sighting (the later of
+    two frontdoors; none for a certificate never seen), and a longer page
+    costs no more statements than a page of two: last use is read for the
+    whole page at once, not once a record."""
+    billing = make_intermediate(root, clock.now(), "billing")
+    store.register_frontdoor("billing", common_pb2.FrontdoorSettings(), billing.der)
+    clients = [
+        identifiers.fingerprint(record_client(store, payments, clock)) for _ in range(4)
+    ]
+    seen = clock.now() - dt.timedelta(hours=2)
+    store.usage.record(
+        [
+            UsageEntry(clients[0], "payments", seen),
+            UsageEntry(clients[0], "billing", seen + dt.timedelta(hours=1)),
+            UsageEntry(clients[1], "payments", seen),
+            UsageEntry(clients[3], "billing", seen),
+        ]
+    )
+    statements: list[str] = []
+
+    def count(*arguments: Any) -> None:
+        statements.append(str(arguments[2]))
+
+    sa.event.listen(database.read_engine, "before_cursor_execute", count)
+    try:
+        # The intermediate and one client: the chains' CAs are read too,
+        # once each.
+        records, _ = store.list_certificates("payments", ACTIVE, 2, "")
+        for_two = len(statements)
+        statements.clear()
+        records, _ = store.list_certificates("payments", ACTIVE, 10, "")
+        for_page = len(statements)
+    finally:
+        sa.event.remove(database.read_engine, "before_cursor_execute", count)
+
+    last_use = {
+        record.fingerprint_sha256: (
+            record.last_used_frontdoor,
+            facts.from_timestamp(record.last_used_at)
+            if record.HasField("last_used_at")
+            else None,
+        )
+        for record in records
+    }
+    assert last_use[clients[0]] == ("billing", seen + dt.timedelta(hours=1))
+    assert last_use[clients[1]] == ("payments", seen)
+    assert last_use[clients[2]] == ("", None)
+    assert last_use[clients[3]] == ("billing", seen)
+    assert len(records) == 5  # the intermediate and the four clients
+    assert for_page == for_two, statements
+
+
+def test_active_listing_follows_the_clock_through_the_statement_cache(
+    store: RegistryStore, payments: Ca, clock: ManualClock
+) -> None:
+    """The same ACTIVE listing asked again after the clock passed a
+    certificate's notAfter leaves it out: "not expired yet" is bound anew
+    each time, not kept with the cached statement."""
+    fingerprint = identifiers.fingerprint(record_client(store, payments, clock))
+
+    before, _ = store.list_certificates("payments", ACTIVE, 100, "")
+    clock.advance(dt.timedelta(days=91))
+    after, _ = store.list_certificates("payments", ACTIVE, 100, "")
+
+    assert fingerprint in [record.fingerprint_sha256 for record in before]
+    assert fingerprint not in [record.fingerprint_sha256 for record in after]
+
+
+def test_sqlite_pages_frontdoor_and_status_through_their_index(
+    sqlite_store: RegistryStore, clock: ManualClock
+) -> None:
+    """SQLite, without statistics, walks (frontdoor, status, id) for a page
+    in recording order rather than reading every unexpired certificate of
+    the frontdoor by notAfter and sorting them (seconds at a million)."""
+    root = make_root(clock.now())
+    sqlite_store.record_certificate(
+        root.der, "", "platform root", common_pb2.CERTIFICATE_KIND_ROOT
+    )
+    payments = make_intermediate(root, clock.now(), "payments")
+    sqlite_store.register_frontdoor(
+        "payments", common_pb2.FrontdoorSettings(), payments.der
+    )
+    database = sqlite_store._database
+    statements: list[tuple[str, Any]] = []
+
+    def keep(*arguments: Any) -> None:
+        if "FROM certificates" in arguments[2] and "LIMIT" in arguments[2]:
+            statements.append((arguments[2], arguments[3]))
+
+    sa.event.listen(database.read_engine, "before_cursor_execute", keep)
+    try:
+        sqlite_store.list_certificates("payments", ACTIVE, 100, "")
+    finally:
+        sa.event.remove(database.read_engine, "before_cursor_execute", keep)
+    page, parameters = statements[0]
+    with database.read_engine.connect() as connection:
+        plan = [
+            row[3]
+            for row in connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {page}", parameters
+            )
+        ]
+
+    assert any("ix_certificates_frontdoor_status" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
