@@ -116,6 +116,9 @@ class PlannedCertificate:
     self_signed: bool
     # True when the record exists (a CA uploaded for another frontdoor).
     already_recorded: bool = False
+    # True for a CA of a chain that is in this frontdoor's trust store
+    # already: nothing new is stored for it.
+    already_anchored: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,6 +336,13 @@ def lint_upload(
                 found,
             )
         )
+    if all(p.already_anchored for p in planned):
+        found(
+            Severity.ERROR,
+            "already-uploaded",
+            "every certificate of the upload is in the trust store of frontdoor "
+            f"{frontdoor.name!r} already; nothing would be stored",
+        )
     return UploadPlan(tuple(findings), tuple(planned))
 
 
@@ -513,13 +523,24 @@ def _lint_certificate(
         identifiers.subject_key_id(certificate) if role is not Role.CLIENT else ""
     )
     existing = known.by_fingerprint(fingerprint)
-    already_recorded = False
+    already_recorded = already_anchored = False
     if existing is not None:
         if existing.origin != "uploaded":
             found(
                 Severity.ERROR,
                 "issued-by-tessera",
                 "the certificate is one Tessera issued and has recorded already",
+                index,
+            )
+        elif existing.anchored_here and role is Role.CA:
+            # Operators keep full-chain files: the CA half of one that is
+            # trusted here already is no reason to refuse the rest.
+            already_recorded = already_anchored = True
+            found(
+                Severity.WARNING,
+                "already-uploaded",
+                "the CA certificate is in the trust store of frontdoor "
+                f"{frontdoor.name!r} already; nothing new is stored for it",
                 index,
             )
         elif existing.anchored_here or role is Role.CLIENT:
@@ -593,7 +614,13 @@ def _lint_certificate(
                 index,
             )
     return _planned(
-        certificate, role, issuer_key_id, subject_key_id, self_signed, already_recorded
+        certificate,
+        role,
+        issuer_key_id,
+        subject_key_id,
+        self_signed,
+        already_recorded,
+        already_anchored,
     )
 
 
@@ -604,6 +631,7 @@ def _planned(
     subject_key_id: str,
     self_signed: bool,
     already_recorded: bool = False,
+    already_anchored: bool = False,
 ) -> PlannedCertificate:
     return PlannedCertificate(
         certificate=certificate,
@@ -614,6 +642,7 @@ def _planned(
         subject_key_id=subject_key_id,
         self_signed=self_signed,
         already_recorded=already_recorded,
+        already_anchored=already_anchored,
     )
 
 

@@ -612,6 +612,35 @@ def test_refuses_a_second_upload_of_the_same_certificate(running: Running) -> No
     _refused(running, pinned.pem, "already-uploaded")
 
 
+def test_full_chain_with_a_ca_trusted_already_is_stored(running: Running) -> None:
+    """A client certificate uploaded with its CA (a full-chain file, PEM or
+    PKCS#7) after the CA was uploaded for the frontdoor is stored; the CA gets
+    a warning and no second anchor. The CA alone again is still refused."""
+    ca = make_ca()
+    assert running.upload(ca.pem).stored
+    anchors = len(running.trust_store().anchors)
+    first = make_client(ca, "first.example.org")
+    second = make_client(ca, "second.example.org")
+    bundle = pkcs7.serialize_certificates(
+        [second.certificate, ca.certificate], serialization.Encoding.DER
+    )
+
+    for data, client in ((first.pem + ca.pem, first), (bundle, second)):
+        response = running.upload(data, name=client.fingerprint[:8])
+        assert response.stored, [f.message for f in response.findings]
+        assert _codes(response, ERROR) == set()
+        warned = [f for f in response.findings if f.code == "already-uploaded"]
+        assert [f.fingerprint_sha256 for f in warned] == [ca.fingerprint]
+        assert warned[0].severity == WARNING
+        record = running.clients.registry.GetCertificate(
+            registry_pb2.GetCertificateRequest(fingerprint_sha256=client.fingerprint)
+        )
+        assert record.name == client.fingerprint[:8]
+        assert _valid_at(running, [client.der], "payments").valid
+    assert len(running.trust_store().anchors) == anchors
+    _refused(running, ca.pem, "already-uploaded")
+
+
 # Bad input -------------------------------------------------------------------
 
 
