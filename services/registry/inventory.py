@@ -92,7 +92,10 @@ _KIND_NAMES = {
     common_pb2.CERTIFICATE_KIND_INTERMEDIATE: "intermediate",
     common_pb2.CERTIFICATE_KIND_ROOT: "root",
 }
-_CA_KINDS = ("intermediate", "root")
+# An uploaded self-signed CA is stored as "uploaded_root" and shown as a
+# root, so a kind filter matches both.
+_STORED_KINDS = {"root": ("root", "uploaded_root")}
+_CA_KINDS = ("intermediate", "root", "uploaded_root")
 # Statuses under which a certificate validates until its notAfter.
 _VALIDATING = ("active", "superseded")
 _ORDER_COLUMNS = {
@@ -700,8 +703,11 @@ class Inventory:
             query.status,
             now,
         )
+        if query.kind:
+            statement = statement.where(
+                CertificateRow.kind.in_(_STORED_KINDS.get(query.kind, (query.kind,)))
+            )
         for column, value in (
-            (CertificateRow.kind, query.kind),
             (CertificateRow.name, query.name),
             (CertificateRow.environment, query.environment),
             (CertificateRow.owner, query.owner),

@@ -280,6 +280,25 @@ def test_chain_as_pem_and_pkcs7_is_stored_with_each_role(running: Running) -> No
     assert _valid_at(running, [other.der], "billing").valid
 
 
+def test_kind_filter_finds_uploaded_cas_as_they_are_shown(running: Running) -> None:
+    """An uploaded root is listed as a root: filtering on kind ROOT at its
+    frontdoor finds it, and kind INTERMEDIATE finds an uploaded intermediate."""
+    root = make_ca()
+    intermediate = make_ca("Example Org Issuing CA", issuer=root)
+    assert running.upload(intermediate.pem + root.pem).stored
+
+    def listed(kind: int) -> list[str]:
+        response = running.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(frontdoor="payments", kind=kind)
+        )
+        return [r.fingerprint_sha256 for r in response.certificates]
+
+    assert listed(common_pb2.CERTIFICATE_KIND_ROOT) == [root.fingerprint]
+    intermediates = listed(common_pb2.CERTIFICATE_KIND_INTERMEDIATE)
+    assert intermediate.fingerprint in intermediates
+    assert root.fingerprint not in intermediates
+
+
 def test_issued_certificates_say_they_were_issued(running: Running) -> None:
     record = running.clients.issue("payments").record
     assert record.origin == common_pb2.CERTIFICATE_ORIGIN_ISSUED
