@@ -1616,9 +1616,7 @@ def _invalidate_caches(
 EXPORT_FORMAT = "tessera-revocation-export"
 
 
-def export_line(
-    revocation: Any, certificate: bytes | None, record: Any = None
-) -> str:
+def export_line(revocation: Any, certificate: bytes | None, record: Any = None) -> str:
     """One revocation of an export as a JSON line, with the certificate and
     the metadata and mappings of its record when given."""
     entry: dict[str, Any] = {

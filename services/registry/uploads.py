@@ -15,6 +15,8 @@ import dataclasses
 import datetime as dt
 import enum
 import re
+import threading
+import warnings
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -224,7 +226,7 @@ def _read_pem(data: bytes) -> list[x509.Certificate]:
             if label in (b"CERTIFICATE", b"X509 CERTIFICATE"):
                 certificates.append(x509.load_pem_x509_certificate(block.group(0)))
             elif label == b"PKCS7":
-                certificates.extend(pkcs7.load_pem_pkcs7_certificates(block.group(0)))
+                certificates.extend(_load_pkcs7(block.group(0), pem=True))
             else:
                 shown = label.decode("ascii", "replace")[:40]
                 raise InvalidArgument(
@@ -240,13 +242,30 @@ def _read_pem(data: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+# cryptography warns when a PKCS#7 bundle is BER rather than DER, as
+# `openssl crl2pkcs7 -outform DER` writes them, and then reads it all the
+# same. The bundle is fine, so the warning is kept out of the server log.
+# catch_warnings swaps the process-wide filters, so uploads read bundles one
+# at a time: two overlapping blocks would restore each other's filters.
+_PKCS7_WARNING = "PKCS#7 certificates could not be parsed as DER"
+_PKCS7_LOCK = threading.Lock()
+
+
+def _load_pkcs7(data: bytes, pem: bool) -> list[x509.Certificate]:
+    with _PKCS7_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PKCS7_WARNING, category=UserWarning)
+        if pem:
+            return pkcs7.load_pem_pkcs7_certificates(data)
+        return pkcs7.load_der_pkcs7_certificates(data)
+
+
 def _read_der(data: bytes) -> list[x509.Certificate]:
     try:
         return [x509.load_der_x509_certificate(data)]
     except ValueError:
         pass
     try:
-        certificates = pkcs7.load_der_pkcs7_certificates(data)
+        certificates = _load_pkcs7(data, pem=False)
     except (ValueError, UnsupportedAlgorithm):
         certificates = []
     if certificates:

@@ -8,7 +8,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -297,6 +299,32 @@ def test_kind_filter_finds_uploaded_cas_as_they_are_shown(running: Running) -> N
     intermediates = listed(common_pb2.CERTIFICATE_KIND_INTERMEDIATE)
     assert intermediate.fingerprint in intermediates
     assert root.fingerprint not in intermediates
+
+
+def test_ber_pkcs7_from_openssl_is_read_without_a_warning(
+    running: Running, tmp_path: Path
+) -> None:
+    """A DER bundle written by `openssl crl2pkcs7 -outform DER` (BER inside)
+    is stored, and the library's BER warning does not reach the log."""
+    ca = make_ca()
+    client = make_client(ca)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(client.pem + ca.pem)
+    bundle = subprocess.run(
+        ["openssl", "crl2pkcs7", "-nocrl", "-certfile", str(chain), "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+    with warnings.catch_warnings(record=True) as caught:
+        response = running.upload(bundle)
+
+    assert response.stored, [f.message for f in response.findings]
+    assert {c.fingerprint_sha256 for c in response.certificates} == {
+        client.fingerprint,
+        ca.fingerprint,
+    }
+    assert [str(w.message) for w in caught if "PKCS#7" in str(w.message)] == []
 
 
 def test_issued_certificates_say_they_were_issued(running: Running) -> None:
