@@ -371,6 +371,21 @@ class _Found(Protocol):
     ) -> None: ...
 
 
+class _Counting:
+    """A ``_Found`` that counts the errors passed through it."""
+
+    def __init__(self, found: _Found) -> None:
+        self._found = found
+        self.errors = 0
+
+    def __call__(
+        self, severity: Severity, code: str, message: str, index: int = -1
+    ) -> None:
+        if severity is Severity.ERROR:
+            self.errors += 1
+        self._found(severity, code, message, index)
+
+
 def _lint_structure(certificates: Sequence[x509.Certificate], found: _Found) -> None:
     """Several certificates must form one chain: each linked to another by
     issuance, with one end-entity certificate at most."""
@@ -429,8 +444,12 @@ def _lint_certificate(
     known: KnownCertificates,
     tessera_key_ids: frozenset[str],
     now: dt.datetime,
-    found: _Found,
+    report: _Found,
 ) -> PlannedCertificate:
+    # One finding per problem: the later checks that would only repeat an
+    # error already found (the validator's own verdict, its key floor) are
+    # skipped once this certificate has one.
+    found = _Counting(report)
     fingerprint = identifiers.fingerprint(certificate)
     is_ca = _is_ca(certificate)
     self_signed = _self_signed(certificate)
@@ -467,11 +486,13 @@ def _lint_certificate(
         )
 
     # Key strength against the frontdoor's policy.
+    before = found.errors
     _lint_key(index, public_key, frontdoor, found)
+    key_refused = found.errors > before
 
     # What it is for.
     if not is_ca:
-        _lint_client_usage(index, certificate, found)
+        _lint_client_usage(index, certificate, found, key_checked=key_refused)
     if role is Role.PINNED:
         found(
             Severity.WARNING,
@@ -524,7 +545,7 @@ def _lint_certificate(
         # No authority key identifier and no issuer to take it from: log
         # its revocations under its own key id, as for a root.
         issuer_key_id = identifiers.subject_key_id(certificate)
-    if role is Role.CLIENT and issuer is not None:
+    if role is Role.CLIENT and issuer is not None and not found.errors:
         _lint_path(index, certificate, upload_cas, frontdoor, now, found)
 
     # Revocation information.
@@ -692,9 +713,14 @@ def _lint_key(
 
 
 def _lint_client_usage(
-    index: int, certificate: x509.Certificate, found: _Found
+    index: int, certificate: x509.Certificate, found: _Found, key_checked: bool
 ) -> None:
-    problem = client_usage_problem(certificate) or client_key_problem(certificate)
+    # The validator's key floor, unless the frontdoor's policy refused the
+    # key already.
+    key_problem = "" if key_checked else client_key_problem(certificate)
+    if key_problem:
+        found(Severity.ERROR, "weak-key", key_problem, index)
+    problem = client_usage_problem(certificate)
     if problem:
         found(Severity.ERROR, "wrong-usage", problem, index)
         return

@@ -610,6 +610,23 @@ def test_refuses_a_1024_bit_rsa_key(running: Running) -> None:
     _refused(running, weak.pem, "weak-key")
 
 
+def _errors(response: registry_pb2.UploadCertificatesResponse) -> list[str]:
+    return [f.code for f in response.findings if f.severity == ERROR]
+
+
+def test_one_error_per_problem_with_its_own_code(running: Running) -> None:
+    """A weak key or a missing clientAuth is one error each, with its own
+    code, not repeated by the path check under another code."""
+    ca = make_ca()
+    assert running.upload(ca.pem).stored
+    weak = make_client(ca, key=rsa.generate_private_key(65537, 1024))  # noqa: S505
+    server_only = make_client(ca, usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
+
+    assert _errors(running.upload(weak.pem)) == ["weak-key"]
+    assert _errors(running.upload(server_only.pem)) == ["wrong-usage"]
+    assert _errors(running.upload(weak.pem + ca.pem)) == ["weak-key"]
+
+
 def test_refuses_key_types_the_frontdoor_does_not_allow(running: Running) -> None:
     p521 = make_client(None, key=ec.generate_private_key(ec.SECP521R1()))
     _refused(running, p521.pem, "key-type-not-allowed")
