@@ -178,6 +178,19 @@ def cert_list(options: argparse.Namespace, registry: Any) -> int:
 # history ----------------------------------------------------------------
 
 
+def _details(event: registry_pb2.CertificateEvent) -> dict[str, Any]:
+    """An event's details, with a revocation reason shown by its name
+    ("cessation-of-operation"), as `tessera cert revoke --reason` takes it."""
+    details: dict[str, Any] = json.loads(event.details or "{}")
+    reason = details.get("reason")
+    if isinstance(reason, int) and reason in common_pb2.RevocationReason.values():
+        name = common_pb2.RevocationReason.Name(reason)
+        details["reason"] = (
+            name.removeprefix("REVOCATION_REASON_").lower().replace("_", "-")
+        )
+    return details
+
+
 def cert_history(options: argparse.Namespace, registry: Any) -> int:
     """Show a certificate's history."""
     request = registry_pb2.GetCertificateHistoryRequest(
@@ -199,7 +212,7 @@ def cert_history(options: argparse.Namespace, registry: Any) -> int:
                         "event": event.event,
                         "actor": event.actor,
                         "occurred_at": event.occurred_at.ToJsonString(),
-                        "details": json.loads(event.details or "{}"),
+                        "details": _details(event),
                     }
                     for event in events
                 ],
@@ -210,7 +223,12 @@ def cert_history(options: argparse.Namespace, registry: Any) -> int:
     _table(
         ["TIME (UTC)", "EVENT", "ACTOR", "DETAILS"],
         [
-            [_when(event.occurred_at), event.event, event.actor, event.details]
+            [
+                _when(event.occurred_at),
+                event.event,
+                event.actor,
+                json.dumps(_details(event)) if event.details else "",
+            ]
             for event in events
         ],
     )

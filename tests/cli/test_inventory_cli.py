@@ -10,6 +10,7 @@ import pytest
 
 from services.cli.main import main
 from services.suite import Suite
+from tessera.common.v1 import common_pb2
 from tests.support import Clients, make_csr
 
 
@@ -92,6 +93,24 @@ def test_request_with_metadata_then_list_as_table_and_json(
         {"service": "checkout", "environment": "prod"}
     ]
     assert "certificate" not in shown["certificates"][0]
+
+
+def test_history_names_revocation_reasons(
+    suite: Suite, clients: Clients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A revocation in the history shows its reason by name, as `cert revoke
+    --reason` takes it, in the table and in JSON."""
+    clients.create_frontdoor("payments")
+    fingerprint = clients.issue("payments").record.fingerprint_sha256
+    clients.revoke(fingerprint, common_pb2.REVOCATION_REASON_CESSATION_OF_OPERATION)
+
+    code, out, err = _cli(suite, capsys, "cert", "history", fingerprint, "--json")
+    assert code == 0, err
+    revoked = [e for e in json.loads(out) if e["event"] == "revoked"]
+    assert revoked[0]["details"]["reason"] == "cessation-of-operation"
+    code, table, err = _cli(suite, capsys, "cert", "history", fingerprint)
+    assert code == 0, err
+    assert '"reason": "cessation-of-operation"' in table
 
 
 def test_edit_map_history_impact_and_delete(
