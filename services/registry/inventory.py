@@ -96,6 +96,10 @@ _KIND_NAMES = {
 # root, so a kind filter matches both.
 _STORED_KINDS = {"root": ("root", "uploaded_root")}
 _CA_KINDS = ("intermediate", "root", "uploaded_root")
+_ORIGIN_NAMES = {
+    common_pb2.CERTIFICATE_ORIGIN_ISSUED: "issued",
+    common_pb2.CERTIFICATE_ORIGIN_UPLOADED: "uploaded",
+}
 # Statuses under which a certificate validates until its notAfter.
 _VALIDATING = ("active", "superseded")
 _ORDER_COLUMNS = {
@@ -476,6 +480,8 @@ class CertificateQuery:
     include_total_count: bool = False
     # A registry_pb2.UsageFilter value (ReportUsage).
     usage: int = 0
+    # "issued", "uploaded", or empty for both.
+    origin: str = ""
 
     def binding(self) -> str:
         """The text a page token binds: every filter and the order."""
@@ -510,6 +516,11 @@ def query_from_request(
             "INTERMEDIATE or ROOT"
         )
     check_usage_filter(request.usage)
+    if request.origin and request.origin not in _ORIGIN_NAMES:
+        raise InvalidArgument(
+            f"origin {request.origin} is not a certificate origin; use ISSUED or "
+            "UPLOADED, or leave it unset for both"
+        )
     if request.order_by not in _ORDER_COLUMNS:
         raise InvalidArgument(
             f"order_by {request.order_by} is not an order; use NOT_VALID_AFTER, "
@@ -568,6 +579,7 @@ def query_from_request(
         page_token=request.page_token,
         include_total_count=request.include_total_count,
         usage=request.usage,
+        origin=_ORIGIN_NAMES.get(request.origin, ""),
     )
 
 
@@ -707,6 +719,12 @@ class Inventory:
             statement = statement.where(
                 CertificateRow.kind.in_(_STORED_KINDS.get(query.kind, (query.kind,)))
             )
+        if query.origin:
+            origin = CertificateRow.origin == query.origin
+            if query.origin == "issued":
+                # Records from before origins were kept are Tessera's own.
+                origin = sa.or_(origin, CertificateRow.origin.is_(None))
+            statement = statement.where(origin)
         for column, value in (
             (CertificateRow.name, query.name),
             (CertificateRow.environment, query.environment),

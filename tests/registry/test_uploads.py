@@ -327,6 +327,35 @@ def test_ber_pkcs7_from_openssl_is_read_without_a_warning(
     assert [str(w.message) for w in caught if "PKCS#7" in str(w.message)] == []
 
 
+def test_origin_filter_tells_issued_from_uploaded(running: Running) -> None:
+    """ListCertificates filters on origin; an origin that is none is refused."""
+    issued = running.clients.issue("payments").record.fingerprint_sha256
+    pinned = make_client(None)
+    assert running.upload(pinned.pem).stored
+
+    def listed(origin: int) -> set[str]:
+        response = running.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(
+                kind=common_pb2.CERTIFICATE_KIND_CLIENT, origin=origin
+            )
+        )
+        return {r.fingerprint_sha256 for r in response.certificates}
+
+    assert listed(common_pb2.CERTIFICATE_ORIGIN_UPLOADED) == {pinned.fingerprint}
+    assert listed(common_pb2.CERTIFICATE_ORIGIN_ISSUED) == {issued}
+    assert listed(common_pb2.CERTIFICATE_ORIGIN_UNSPECIFIED) == {
+        issued,
+        pinned.fingerprint,
+    }
+    refusal = rpc_error(
+        lambda: running.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(origin=9)  # type: ignore[arg-type]
+        )
+    )
+    assert refusal.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "origin 9 is not a certificate origin" in (refusal.details() or "")
+
+
 def test_issued_certificates_say_they_were_issued(running: Running) -> None:
     record = running.clients.issue("payments").record
     assert record.origin == common_pb2.CERTIFICATE_ORIGIN_ISSUED
