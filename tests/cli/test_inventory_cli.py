@@ -110,7 +110,8 @@ def test_list_filters_on_usage_and_origin_and_shows_last_use(
     clients.create_frontdoor("payments")
     used = clients.issue("payments").record.fingerprint_sha256
     unused = clients.issue("payments").record.fingerprint_sha256
-    pinned = make_client(None)
+    # A serial of 39 hex digits, shorter than the issued ones.
+    pinned = make_client(None, serial_number=0x1 << 152)
     uploaded = clients.registry.UploadCertificates(
         registry_pb2.UploadCertificatesRequest(frontdoor="payments", data=pinned.pem)
     )
@@ -146,6 +147,23 @@ def test_list_filters_on_usage_and_origin_and_shows_last_use(
     assert row.startswith(used[:16] + " ")
     assert "2026-03-01 12:30" in row
     assert "(1 certificate matches)" in table
+
+    # Serial numbers of any length keep the columns after them aligned.
+    code, table, err = _cli(suite, capsys, "cert", "list", "--kind", "client")
+    assert code == 0, err
+    header, *rows = table.splitlines()
+    serials = {
+        c["fingerprint_sha256"][:16]: c["serial_number"]
+        for c in json.loads(
+            _cli(suite, capsys, "cert", "list", "--kind", "client", "--json")[1]
+        )["certificates"]
+    }
+    assert len({len(serial) for serial in serials.values()}) > 1
+    for row in rows:
+        at = header.index("SERIAL")
+        assert row[at:].startswith(serials[row[:16]] + " ")
+        assert row.index(serials[row[:16]]) == at
+        assert header.index("NAME") - at >= max(map(len, serials.values())) + 2
 
 
 def test_commands_take_a_certificate_file_for_its_fingerprint(
