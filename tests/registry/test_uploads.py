@@ -731,6 +731,10 @@ def test_full_chain_with_a_ca_trusted_already_is_stored(running: Running) -> Non
         assert record.name == client.fingerprint[:8]
         assert _valid_at(running, [client.der], "payments").valid
     assert len(running.trust_store().anchors) == anchors
+    audited = json.loads(running.audit_events("trust_store.upload")[-1].details)
+    assert {
+        c["fingerprint"]: c["already_trusted"] for c in audited["certificates"]
+    } == {second.fingerprint: False, ca.fingerprint: True}
     _refused(running, ca.pem, "already-uploaded")
 
 
