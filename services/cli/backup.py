@@ -168,7 +168,7 @@ def revocations_export(
                     ),
                     timeout=_DEADLINE_SECONDS,
                 )
-                lines.append(backup.export_line(revocation, record.certificate))
+                lines.append(backup.export_line(revocation, record.certificate, record))
             if not page.revocations:
                 break
             after = page.revocations[-1].sequence

@@ -36,6 +36,14 @@ ORDERS = {
     "created": registry_pb2.CERTIFICATE_ORDER_CREATED_AT,
     "name": registry_pb2.CERTIFICATE_ORDER_NAME,
 }
+USAGES = {
+    "used": registry_pb2.USAGE_FILTER_USED,
+    "never-used": registry_pb2.USAGE_FILTER_NEVER_USED,
+}
+ORIGINS = {
+    "issued": common_pb2.CERTIFICATE_ORIGIN_ISSUED,
+    "uploaded": common_pb2.CERTIFICATE_ORIGIN_UPLOADED,
+}
 _STATUS_WORDS = {value: word for word, value in STATUSES.items()}
 _KIND_WORDS = {value: word for word, value in KINDS.items()}
 
@@ -108,6 +116,8 @@ def list_request(options: argparse.Namespace) -> registry_pb2.ListCertificatesRe
         page_size=options.page_size,
         page_token=options.page_token or "",
         include_total_count=options.count,
+        usage=USAGES[options.usage] if options.usage else 0,  # type: ignore[arg-type]
+        origin=ORIGINS[options.origin] if options.origin else 0,  # type: ignore[arg-type]
     )
     if options.serial or options.issuer_key_id:
         if not (options.serial and options.issuer_key_id):
@@ -153,15 +163,30 @@ def cert_list(options: argparse.Namespace, registry: Any) -> int:
         print(json.dumps(shown, indent=2))
         return 0
     _table(
-        ["STATUS", "KIND", "FRONTDOOR", "ENV", "OWNER", "NOT AFTER", "SERIAL", "NAME"],
+        [
+            "FINGERPRINT",
+            "STATUS",
+            "KIND",
+            "FRONTDOOR",
+            "ENV",
+            "OWNER",
+            "NOT AFTER",
+            "LAST USED",
+            "SERIAL",
+            "NAME",
+        ],
         [
             [
+                # The first 16 hex digits tell certificates apart on screen;
+                # --json shows the whole fingerprint the other commands take.
+                record.fingerprint_sha256[:16],
                 _STATUS_WORDS.get(record.status, "?"),
                 _KIND_WORDS.get(record.kind, "?"),
                 record.frontdoor or "-",
                 record.environment or "-",
                 record.owner or "-",
                 _when(record.not_valid_after),
+                _when(record.last_used_at) if record.HasField("last_used_at") else "-",
                 record.serial_number,
                 record.name or record.subject,
             ]
@@ -169,13 +194,28 @@ def cert_list(options: argparse.Namespace, registry: Any) -> int:
         ],
     )
     if total is not None:
-        print(f"({total} certificates match)")
+        print(
+            "(1 certificate matches)" if total == 1 else f"({total} certificates match)"
+        )
     if more:
         print(f"(more certificates: add --all, or --page-token {more})")
     return 0
 
 
 # history ----------------------------------------------------------------
+
+
+def _details(event: registry_pb2.CertificateEvent) -> dict[str, Any]:
+    """An event's details, with a revocation reason shown by its name
+    ("cessation-of-operation"), as `tessera cert revoke --reason` takes it."""
+    details: dict[str, Any] = json.loads(event.details or "{}")
+    reason = details.get("reason")
+    if isinstance(reason, int) and reason in common_pb2.RevocationReason.values():
+        name = common_pb2.RevocationReason.Name(reason)
+        details["reason"] = (
+            name.removeprefix("REVOCATION_REASON_").lower().replace("_", "-")
+        )
+    return details
 
 
 def cert_history(options: argparse.Namespace, registry: Any) -> int:
@@ -199,7 +239,7 @@ def cert_history(options: argparse.Namespace, registry: Any) -> int:
                         "event": event.event,
                         "actor": event.actor,
                         "occurred_at": event.occurred_at.ToJsonString(),
-                        "details": json.loads(event.details or "{}"),
+                        "details": _details(event),
                     }
                     for event in events
                 ],
@@ -210,7 +250,12 @@ def cert_history(options: argparse.Namespace, registry: Any) -> int:
     _table(
         ["TIME (UTC)", "EVENT", "ACTOR", "DETAILS"],
         [
-            [_when(event.occurred_at), event.event, event.actor, event.details]
+            [
+                _when(event.occurred_at),
+                event.event,
+                event.actor,
+                json.dumps(_details(event)) if event.details else "",
+            ]
             for event in events
         ],
     )

@@ -1330,6 +1330,17 @@ def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
     listing.add_argument("--issuer-key-id")
     listing.add_argument("--service", help="mapped to this service")
     listing.add_argument(
+        "--usage",
+        choices=sorted(cli_inventory.USAGES),
+        help="only certificates a validator has (used) or has never (never-used) "
+        "reported accepting",
+    )
+    listing.add_argument(
+        "--origin",
+        choices=sorted(cli_inventory.ORIGINS),
+        help="only certificates Tessera issued, or only uploaded ones",
+    )
+    listing.add_argument(
         "--expires-within",
         type=_whole_number(0, 36500),
         metavar="DAYS",
@@ -1360,14 +1371,18 @@ def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
     history = cert.add_parser(
         "history", parents=[anywhere], help="a certificate's history"
     )
-    history.add_argument("fingerprint")
+    history.add_argument(
+        "fingerprint", type=_fingerprint_or_file, metavar="FINGERPRINT|FILE"
+    )
     history.add_argument("--json", action="store_true", help="JSON output")
     history.set_defaults(run=_on_registry(cli_inventory.cert_history))
 
     edit = cert.add_parser(
         "edit", parents=[anywhere], help="change a certificate's metadata"
     )
-    edit.add_argument("fingerprint")
+    edit.add_argument(
+        "fingerprint", type=_fingerprint_or_file, metavar="FINGERPRINT|FILE"
+    )
     edit.add_argument("--name")
     edit.add_argument("--description")
     edit.add_argument("--environment")
@@ -1381,7 +1396,9 @@ def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
     mapping = cert.add_parser(
         "map", parents=[anywhere], help="map a certificate to services"
     )
-    mapping.add_argument("fingerprint")
+    mapping.add_argument(
+        "fingerprint", type=_fingerprint_or_file, metavar="FINGERPRINT|FILE"
+    )
     mapping.add_argument(
         "--add", action="append", type=cli_inventory.mapping_argument, metavar="S@ENV"
     )
@@ -1405,7 +1422,9 @@ def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
     impact = cert.add_parser(
         "impact", parents=[anywhere], help="what revoking a certificate would break"
     )
-    impact.add_argument("fingerprint")
+    impact.add_argument(
+        "fingerprint", type=_fingerprint_or_file, metavar="FINGERPRINT|FILE"
+    )
     impact.add_argument("--page-size", type=_whole_number(1, 1000), default=100)
     impact.add_argument("--all", action="store_true", help="follow every page")
     impact.add_argument("--json", action="store_true", help="JSON output")
@@ -1416,9 +1435,31 @@ def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
         parents=[anywhere],
         help="delete a revoked or expired certificate (its history stays)",
     )
-    delete.add_argument("fingerprint")
+    delete.add_argument(
+        "fingerprint", type=_fingerprint_or_file, metavar="FINGERPRINT|FILE"
+    )
     delete.add_argument("--reason")
     delete.set_defaults(run=_on_registry(cli_inventory.cert_delete))
+
+
+def _fingerprint_or_file(text: str) -> str:
+    """An argparse type: a certificate's SHA-256 fingerprint, given as such
+    or as the certificate's file (PEM or DER; the first certificate)."""
+    try:
+        return identifiers.parse_fingerprint(text)
+    except ValueError:
+        pass
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a SHA-256 fingerprint (64 hex digits; `tessera "
+            "cert list --json` shows them) nor a certificate file"
+        )
+    try:
+        certificates = _load_certificates(_read(path), path)
+    except CommandError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return identifiers.fingerprint(certificates[0])
 
 
 def _certificate_selector_options(parser: argparse.ArgumentParser) -> None:

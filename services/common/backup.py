@@ -989,6 +989,14 @@ def restore_backup(
         candidates: dict[tuple[str, str], _Candidate] = {}
         source_names: list[str] = []
         problems: list[str] = []
+        uploaded = _uploaded_count(registry_db)
+        if uploaded and not exports:
+            problems.append(
+                f"the backup holds {uploaded} uploaded certificate(s); the issuer's "
+                "CRLs never list uploaded certificates, so a revocation of one made "
+                "after the backup is re-applied only from a 'tessera revocations "
+                "export' file given with --revocations"
+            )
         for source, entries in exports:
             source_names.append(f"revocation export {source}")
             for candidate in entries:
@@ -1051,6 +1059,21 @@ def restore_backup(
         unresolved=tuple(unresolved),
         caches=tuple(caches),
     )
+
+
+def _uploaded_count(database: Database) -> int:
+    """How many certificates of the user's own PKI the registry records."""
+    from services.registry.models import CertificateRow
+
+    with database.reading() as session:
+        return int(
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(CertificateRow)
+                .where(CertificateRow.origin == "uploaded")
+            )
+            or 0
+        )
 
 
 def _database_targets(
@@ -1330,6 +1353,8 @@ class _Candidate:
     source: str
     frontdoor: str = ""
     certificate: bytes | None = None
+    # The record's metadata and mappings, as ``export_line`` writes them.
+    record: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -1427,6 +1452,9 @@ def _read_export(path: Path) -> list[_Candidate]:
                 continue
             invalidity = entry.get("invalidity_date")
             certificate = entry.get("certificate")
+            record = entry.get("record")
+            if record is not None and not isinstance(record, dict):
+                raise TypeError("record must be an object")
             candidates.append(
                 _Candidate(
                     issuer_key_id=identifiers.parse_key_id(entry["issuer_key_id"]),
@@ -1439,6 +1467,7 @@ def _read_export(path: Path) -> list[_Candidate]:
                     source=source,
                     frontdoor=str(entry.get("frontdoor", "")),
                     certificate=base64.b64decode(certificate) if certificate else None,
+                    record=record,
                 )
             )
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -1459,6 +1488,7 @@ def _aware(text: str) -> dt.datetime:
 def _reapply(
     store: Any, audit: AuditLog, actor: str, candidates: Iterable[_Candidate]
 ) -> tuple[list[Reapplied], int, list[Unresolved]]:
+    from services.registry import inventory as inv
     from services.registry.store import CertificateSelector
     from tessera.common.v1 import common_pb2
 
@@ -1482,12 +1512,26 @@ def _reapply(
             except TesseraError:
                 if candidate.certificate is None:
                     raise
-                # Issued after the backup too; the export carries it.
+                # Issued after the backup too; the export carries it, with
+                # the record's metadata and mappings.
+                record = candidate.record or {}
+                metadata = inv.check_metadata(
+                    str(record.get("name", "")),
+                    str(record.get("description", "")),
+                    str(record.get("environment", "")),
+                    str(record.get("owner", "")),
+                    [str(tag) for tag in record.get("tags", ())],
+                )
+                mappings = inv.check_mappings(
+                    (str(m.get("service", "")), str(m.get("environment", "")))
+                    for m in record.get("mappings", ())
+                )
                 store.record_certificate(
                     candidate.certificate,
                     candidate.frontdoor,
-                    "",
+                    metadata.name,
                     common_pb2.CERTIFICATE_KIND_CLIENT,
+                    inv.RecordingInventory(metadata=metadata, mappings=mappings),
                 )
             revocation = store.record_revocation(
                 selector,
@@ -1572,8 +1616,9 @@ def _invalidate_caches(
 EXPORT_FORMAT = "tessera-revocation-export"
 
 
-def export_line(revocation: Any, certificate: bytes | None) -> str:
-    """One revocation of an export as a JSON line."""
+def export_line(revocation: Any, certificate: bytes | None, record: Any = None) -> str:
+    """One revocation of an export as a JSON line, with the certificate and
+    the metadata and mappings of its record when given."""
     entry: dict[str, Any] = {
         "sequence": revocation.sequence,
         "frontdoor": revocation.frontdoor,
@@ -1591,6 +1636,18 @@ def export_line(revocation: Any, certificate: bytes | None) -> str:
         ).isoformat()
     if certificate:
         entry["certificate"] = base64.b64encode(certificate).decode()
+    if record is not None:
+        entry["record"] = {
+            "name": record.name,
+            "description": record.description,
+            "environment": record.environment,
+            "owner": record.owner,
+            "tags": list(record.tags),
+            "mappings": [
+                {"service": m.service, "environment": m.environment}
+                for m in record.mappings
+            ],
+        }
     return json.dumps(entry, sort_keys=True)
 
 

@@ -94,6 +94,10 @@ _KIND_NAMES = {
     common_pb2.CERTIFICATE_KIND_INTERMEDIATE: "intermediate",
     common_pb2.CERTIFICATE_KIND_ROOT: "root",
 }
+_ORIGIN_NAMES = {
+    common_pb2.CERTIFICATE_ORIGIN_ISSUED: "issued",
+    common_pb2.CERTIFICATE_ORIGIN_UPLOADED: "uploaded",
+}
 # Statuses under which a certificate validates until its notAfter.
 _VALIDATING = ("active", "superseded")
 _ORDER_COLUMNS = {
@@ -474,6 +478,8 @@ class CertificateQuery:
     include_total_count: bool = False
     # A registry_pb2.UsageFilter value (ReportUsage).
     usage: int = 0
+    # "issued", "uploaded", or empty for both.
+    origin: str = ""
 
     def binding(self) -> str:
         """The text a page token binds: every filter and the order."""
@@ -508,6 +514,11 @@ def query_from_request(
             "INTERMEDIATE or ROOT"
         )
     check_usage_filter(request.usage)
+    if request.origin and request.origin not in _ORIGIN_NAMES:
+        raise InvalidArgument(
+            f"origin {request.origin} is not a certificate origin; use ISSUED or "
+            "UPLOADED, or leave it unset for both"
+        )
     if request.order_by not in _ORDER_COLUMNS:
         raise InvalidArgument(
             f"order_by {request.order_by} is not an order; use NOT_VALID_AFTER, "
@@ -566,6 +577,7 @@ def query_from_request(
         page_token=request.page_token,
         include_total_count=request.include_total_count,
         usage=request.usage,
+        origin=_ORIGIN_NAMES.get(request.origin, ""),
     )
 
 
@@ -701,6 +713,12 @@ class Inventory:
             query.status,
             now,
         )
+        if query.origin:
+            origin = CertificateRow.origin == query.origin
+            if query.origin == "issued":
+                # Records from before origins were kept are Tessera's own.
+                origin = sa.or_(origin, CertificateRow.origin.is_(None))
+            statement = statement.where(origin)
         for column, value in (
             (CertificateRow.name, query.name),
             (CertificateRow.environment, query.environment),

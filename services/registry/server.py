@@ -380,6 +380,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                         "fingerprint": planned.fingerprint,
                         "role": planned.role.value,
                         "subject": planned.subject,
+                        # A CA of the file that this trust store held already.
+                        "already_trusted": planned.already_anchored,
                     }
                     for planned in outcome.plan.certificates
                 ],

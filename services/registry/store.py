@@ -480,6 +480,14 @@ class RegistryStore:
         # CAs of a chain are named by their subjects.
         given = name if (single or planned.role is not uploads.Role.CA) else ""
         record_name = given or planned.subject[:MAX_NAME_LENGTH]
+        if planned.already_anchored:
+            anchored = session.scalar(
+                sa.select(CertificateRow).where(
+                    CertificateRow.fingerprint == planned.fingerprint
+                )
+            )
+            assert anchored is not None, "the lint found this anchor"
+            return anchored
         if planned.already_recorded:
             row = session.scalar(
                 sa.select(CertificateRow).where(

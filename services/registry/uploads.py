@@ -15,6 +15,8 @@ import dataclasses
 import datetime as dt
 import enum
 import re
+import threading
+import warnings
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -116,6 +118,9 @@ class PlannedCertificate:
     self_signed: bool
     # True when the record exists (a CA uploaded for another frontdoor).
     already_recorded: bool = False
+    # True for a CA of a chain that is in this frontdoor's trust store
+    # already: nothing new is stored for it.
+    already_anchored: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,7 +228,7 @@ def _read_pem(data: bytes) -> list[x509.Certificate]:
             if label in (b"CERTIFICATE", b"X509 CERTIFICATE"):
                 certificates.append(x509.load_pem_x509_certificate(block.group(0)))
             elif label == b"PKCS7":
-                certificates.extend(pkcs7.load_pem_pkcs7_certificates(block.group(0)))
+                certificates.extend(_load_pkcs7(block.group(0), pem=True))
             else:
                 shown = label.decode("ascii", "replace")[:40]
                 raise InvalidArgument(
@@ -239,13 +244,30 @@ def _read_pem(data: bytes) -> list[x509.Certificate]:
     return certificates
 
 
+# cryptography warns when a PKCS#7 bundle is BER rather than DER, as
+# `openssl crl2pkcs7 -outform DER` writes them, and then reads it all the
+# same. The bundle is fine, so the warning is kept out of the server log.
+# catch_warnings swaps the process-wide filters, so uploads read bundles one
+# at a time: two overlapping blocks would restore each other's filters.
+_PKCS7_WARNING = "PKCS#7 certificates could not be parsed as DER"
+_PKCS7_LOCK = threading.Lock()
+
+
+def _load_pkcs7(data: bytes, pem: bool) -> list[x509.Certificate]:
+    with _PKCS7_LOCK, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PKCS7_WARNING, category=UserWarning)
+        if pem:
+            return pkcs7.load_pem_pkcs7_certificates(data)
+        return pkcs7.load_der_pkcs7_certificates(data)
+
+
 def _read_der(data: bytes) -> list[x509.Certificate]:
     try:
         return [x509.load_der_x509_certificate(data)]
     except ValueError:
         pass
     try:
-        certificates = pkcs7.load_der_pkcs7_certificates(data)
+        certificates = _load_pkcs7(data, pem=False)
     except (ValueError, UnsupportedAlgorithm):
         certificates = []
     if certificates:
@@ -335,6 +357,13 @@ def lint_upload(
                 found,
             )
         )
+    if all(p.already_anchored for p in planned):
+        found(
+            Severity.ERROR,
+            "already-uploaded",
+            "every certificate of the upload is in the trust store of frontdoor "
+            f"{frontdoor.name!r} already; nothing would be stored",
+        )
     return UploadPlan(tuple(findings), tuple(planned))
 
 
@@ -342,6 +371,21 @@ class _Found(Protocol):
     def __call__(
         self, severity: Severity, code: str, message: str, index: int = -1
     ) -> None: ...
+
+
+class _Counting:
+    """A ``_Found`` that counts the errors passed through it."""
+
+    def __init__(self, found: _Found) -> None:
+        self._found = found
+        self.errors = 0
+
+    def __call__(
+        self, severity: Severity, code: str, message: str, index: int = -1
+    ) -> None:
+        if severity is Severity.ERROR:
+            self.errors += 1
+        self._found(severity, code, message, index)
 
 
 def _lint_structure(certificates: Sequence[x509.Certificate], found: _Found) -> None:
@@ -402,8 +446,12 @@ def _lint_certificate(
     known: KnownCertificates,
     tessera_key_ids: frozenset[str],
     now: dt.datetime,
-    found: _Found,
+    report: _Found,
 ) -> PlannedCertificate:
+    # One finding per problem: the later checks that would only repeat an
+    # error already found (the validator's own verdict, its key floor) are
+    # skipped once this certificate has one.
+    found = _Counting(report)
     fingerprint = identifiers.fingerprint(certificate)
     is_ca = _is_ca(certificate)
     self_signed = _self_signed(certificate)
@@ -440,11 +488,13 @@ def _lint_certificate(
         )
 
     # Key strength against the frontdoor's policy.
+    before = found.errors
     _lint_key(index, public_key, frontdoor, found)
+    key_refused = found.errors > before
 
     # What it is for.
     if not is_ca:
-        _lint_client_usage(index, certificate, found)
+        _lint_client_usage(index, certificate, found, key_checked=key_refused)
     if role is Role.PINNED:
         found(
             Severity.WARNING,
@@ -497,7 +547,7 @@ def _lint_certificate(
         # No authority key identifier and no issuer to take it from: log
         # its revocations under its own key id, as for a root.
         issuer_key_id = identifiers.subject_key_id(certificate)
-    if role is Role.CLIENT and issuer is not None:
+    if role is Role.CLIENT and issuer is not None and not found.errors:
         _lint_path(index, certificate, upload_cas, frontdoor, now, found)
 
     # Revocation information.
@@ -515,7 +565,7 @@ def _lint_certificate(
         identifiers.subject_key_id(certificate) if role is not Role.CLIENT else ""
     )
     existing = known.by_fingerprint(fingerprint)
-    already_recorded = False
+    already_recorded = already_anchored = False
     if existing is not None:
         if existing.deleted_at is not None:
             # As for issuance (RecordCertificate): the record and its history
@@ -533,6 +583,17 @@ def _lint_certificate(
                 Severity.ERROR,
                 "issued-by-tessera",
                 "the certificate is one Tessera issued and has recorded already",
+                index,
+            )
+        elif existing.anchored_here and role is Role.CA:
+            # Operators keep full-chain files: the CA half of one that is
+            # trusted here already is no reason to refuse the rest.
+            already_recorded = already_anchored = True
+            found(
+                Severity.WARNING,
+                "already-uploaded",
+                "the CA certificate is in the trust store of frontdoor "
+                f"{frontdoor.name!r} already; nothing new is stored for it",
                 index,
             )
         elif existing.anchored_here or role is Role.CLIENT:
@@ -606,7 +667,13 @@ def _lint_certificate(
                 index,
             )
     return _planned(
-        certificate, role, issuer_key_id, subject_key_id, self_signed, already_recorded
+        certificate,
+        role,
+        issuer_key_id,
+        subject_key_id,
+        self_signed,
+        already_recorded,
+        already_anchored,
     )
 
 
@@ -617,6 +684,7 @@ def _planned(
     subject_key_id: str,
     self_signed: bool,
     already_recorded: bool = False,
+    already_anchored: bool = False,
 ) -> PlannedCertificate:
     return PlannedCertificate(
         certificate=certificate,
@@ -627,6 +695,7 @@ def _planned(
         subject_key_id=subject_key_id,
         self_signed=self_signed,
         already_recorded=already_recorded,
+        already_anchored=already_anchored,
     )
 
 
@@ -657,9 +726,14 @@ def _lint_key(
 
 
 def _lint_client_usage(
-    index: int, certificate: x509.Certificate, found: _Found
+    index: int, certificate: x509.Certificate, found: _Found, key_checked: bool
 ) -> None:
-    problem = client_usage_problem(certificate) or client_key_problem(certificate)
+    # The validator's key floor, unless the frontdoor's policy refused the
+    # key already.
+    key_problem = "" if key_checked else client_key_problem(certificate)
+    if key_problem:
+        found(Severity.ERROR, "weak-key", key_problem, index)
+    problem = client_usage_problem(certificate)
     if problem:
         found(Severity.ERROR, "wrong-usage", problem, index)
         return

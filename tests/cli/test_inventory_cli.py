@@ -3,13 +3,20 @@ suite: tables by default, JSON with --json, refusals as messages."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from services.cli.main import main
+from services.common.certificate_facts import timestamp
 from services.suite import Suite
+from tessera.common.v1 import common_pb2
+from tessera.registry.v1 import registry_pb2
+from tests.registry.pki import make_client
 from tests.support import Clients, make_csr
 
 
@@ -66,7 +73,8 @@ def test_request_with_metadata_then_list_as_table_and_json(
     assert code == 0, err
     lines = table.splitlines()
     assert lines[0].split() == [
-        "STATUS", "KIND", "FRONTDOOR", "ENV", "OWNER", "NOT", "AFTER", "SERIAL", "NAME",
+        "FINGERPRINT", "STATUS", "KIND", "FRONTDOOR", "ENV", "OWNER", "NOT", "AFTER",
+        "LAST", "USED", "SERIAL", "NAME",
     ]  # fmt: skip
     assert "team-checkout" in lines[1]
     assert "checkout client" in lines[1]
@@ -92,6 +100,135 @@ def test_request_with_metadata_then_list_as_table_and_json(
         {"service": "checkout", "environment": "prod"}
     ]
     assert "certificate" not in shown["certificates"][0]
+
+
+def test_list_filters_on_usage_and_origin_and_shows_last_use(
+    suite: Suite, clients: Clients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cert list --usage` and `--origin` narrow the listing; the table shows
+    a short fingerprint and the last use, and counts in good English."""
+    clients.create_frontdoor("payments")
+    used = clients.issue("payments").record.fingerprint_sha256
+    unused = clients.issue("payments").record.fingerprint_sha256
+    # A serial of 39 hex digits, shorter than the issued ones.
+    pinned = make_client(None, serial_number=0x1 << 152)
+    uploaded = clients.registry.UploadCertificates(
+        registry_pb2.UploadCertificatesRequest(frontdoor="payments", data=pinned.pem)
+    )
+    assert uploaded.stored
+    seen = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
+    clients.registry.ReportUsage(
+        registry_pb2.ReportUsageRequest(
+            usage=[
+                registry_pb2.CertificateUsage(
+                    fingerprint_sha256=used,
+                    frontdoor="payments",
+                    last_seen_at=timestamp(seen),
+                )
+            ]
+        )
+    )
+
+    def listed(*arguments: str) -> set[str]:
+        code, out, err = _cli(
+            suite, capsys, "cert", "list", "--kind", "client", *arguments, "--json"
+        )
+        assert code == 0, err
+        return {c["fingerprint_sha256"] for c in json.loads(out)["certificates"]}
+
+    assert listed("--usage", "used") == {used}
+    assert listed("--usage", "never-used") == {unused, pinned.fingerprint}
+    assert listed("--origin", "uploaded") == {pinned.fingerprint}
+    assert listed("--origin", "issued", "--usage", "never-used") == {unused}
+
+    code, table, err = _cli(suite, capsys, "cert", "list", "--usage", "used", "--count")
+    assert code == 0, err
+    row = table.splitlines()[1]
+    assert row.startswith(used[:16] + " ")
+    assert "2026-03-01 12:30" in row
+    assert "(1 certificate matches)" in table
+
+    # Serial numbers of any length keep the columns after them aligned.
+    code, table, err = _cli(suite, capsys, "cert", "list", "--kind", "client")
+    assert code == 0, err
+    header, *rows = table.splitlines()
+    serials = {
+        c["fingerprint_sha256"][:16]: c["serial_number"]
+        for c in json.loads(
+            _cli(suite, capsys, "cert", "list", "--kind", "client", "--json")[1]
+        )["certificates"]
+    }
+    assert len({len(serial) for serial in serials.values()}) > 1
+    for row in rows:
+        at = header.index("SERIAL")
+        assert row[at:].startswith(serials[row[:16]] + " ")
+        assert row.index(serials[row[:16]]) == at
+        assert header.index("NAME") - at >= max(map(len, serials.values())) + 2
+
+
+def test_commands_take_a_certificate_file_for_its_fingerprint(
+    suite: Suite,
+    clients: Clients,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """edit, map, history and impact take the certificate's PEM or DER file
+    where they take its fingerprint; anything else is a usage error."""
+    clients.create_frontdoor("payments")
+    issued = clients.issue("payments")
+    fingerprint = issued.record.fingerprint_sha256
+    der = tmp_path / "client.der"
+    der.write_bytes(issued.certificate)
+    pem = tmp_path / "client.pem"
+    pem.write_bytes(
+        x509.load_der_x509_certificate(issued.certificate).public_bytes(
+            serialization.Encoding.PEM
+        )
+    )
+
+    code, out, err = _cli(suite, capsys, "cert", "edit", str(pem), "--owner", "t")
+    assert code == 0, err
+    assert json.loads(out)["fingerprint_sha256"] == fingerprint
+    code, out, err = _cli(suite, capsys, "cert", "map", str(der), "--add", "a@prod")
+    assert code == 0, err
+    code, out, err = _cli(suite, capsys, "cert", "history", str(der), "--json")
+    assert code == 0, err
+    assert [e["event"] for e in json.loads(out)][-2:] == [
+        "metadata_edited",
+        "mappings_changed",
+    ]
+    code, out, err = _cli(suite, capsys, "cert", "impact", str(pem))
+    assert code == 0, err
+    assert "a@prod" in out
+
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_bytes(b"not a certificate")
+    for named, says in (
+        (tmp_path / "missing.pem", "neither a SHA-256 fingerprint"),
+        (garbage, "neither a PEM nor a DER certificate"),
+    ):
+        with pytest.raises(SystemExit) as exited:
+            _cli(suite, capsys, "cert", "delete", str(named))
+        assert exited.value.code == 2
+        assert says in capsys.readouterr().err
+
+
+def test_history_names_revocation_reasons(
+    suite: Suite, clients: Clients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A revocation in the history shows its reason by name, as `cert revoke
+    --reason` takes it, in the table and in JSON."""
+    clients.create_frontdoor("payments")
+    fingerprint = clients.issue("payments").record.fingerprint_sha256
+    clients.revoke(fingerprint, common_pb2.REVOCATION_REASON_CESSATION_OF_OPERATION)
+
+    code, out, err = _cli(suite, capsys, "cert", "history", fingerprint, "--json")
+    assert code == 0, err
+    revoked = [e for e in json.loads(out) if e["event"] == "revoked"]
+    assert revoked[0]["details"]["reason"] == "cessation-of-operation"
+    code, table, err = _cli(suite, capsys, "cert", "history", fingerprint)
+    assert code == 0, err
+    assert '"reason": "cessation-of-operation"' in table
 
 
 def test_edit_map_history_impact_and_delete(

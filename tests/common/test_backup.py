@@ -28,6 +28,7 @@ from services.common import backup
 from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
+from tests.registry.pki import make_ca, make_client
 from tests.support import Clients, SoftHsmToken, eventually, suite_settings
 
 FRONTDOOR = "payments"
@@ -282,8 +283,9 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
     tmp_path: Path,
 ) -> None:
     """A certificate issued and revoked after the backup is unknown to it;
-    the revocation export carries the certificate, so the restore records it
-    and its revocation, and the validator refuses it."""
+    the revocation export carries the certificate and its record's metadata,
+    so the restore records it with them and its revocation, and the validator
+    refuses it."""
     passphrase_file = _passphrase_file(tmp_path)
     archive = tmp_path / "tessera.backup"
     export = tmp_path / "revocations.jsonl"
@@ -294,7 +296,15 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
         backup.create_backup(
             old_settings, archive, backup.read_passphrase(passphrase_file)
         )
-        late = clients.issue(FRONTDOOR)
+        late = clients.issue(
+            FRONTDOOR,
+            name="late-api",
+            description="issued after the backup",
+            environment="prod",
+            owner="team-payments",
+            tags=["pci"],
+            services=["checkout"],
+        )
         clients.revoke(late.record.fingerprint_sha256, reason=1)
         assert (
             tessera(
@@ -336,6 +346,18 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
         assert _REVOKED in verdict.reasons
         assert clients.validate([kept.certificate], FRONTDOOR).valid
         assert _revoked(clients)[late.record.fingerprint_sha256] == 1
+        restored = clients.registry.GetCertificate(
+            registry_pb2.GetCertificateRequest(
+                fingerprint_sha256=late.record.fingerprint_sha256
+            )
+        )
+        assert restored.name == "late-api"
+        assert restored.description == "issued after the backup"
+        assert (restored.environment, restored.owner) == ("prod", "team-payments")
+        assert list(restored.tags) == ["pci"]
+        assert [(m.service, m.environment) for m in restored.mappings] == [
+            ("checkout", "prod")
+        ]
     # Both the backup (in the old audit log) and the re-applied revocation
     # (in the restored one) are audited, and the restored chain is intact.
     assert "backup.create" in _audit_actions(old_settings)
@@ -387,6 +409,67 @@ def test_revocation_unknown_to_backup_is_reported_not_lost_silently(
         )
     assert code == 1
     assert f"NOT APPLIED  {key_id} {late.record.serial_number}" in output.getvalue()
+
+
+def test_restore_warns_that_uploaded_revocations_need_an_export(
+    tmp_path: Path,
+) -> None:
+    """Issuer CRLs never list uploaded certificates: a restore of a backup
+    holding some, given no revocation export, says that their revocations
+    after the backup can come from an export only; given the export, it
+    re-applies the revocation and the validator refuses the certificate."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    export = tmp_path / "revocations.jsonl"
+    ca = make_ca()
+    client = make_client(ca)
+    old_settings = _settings(tmp_path / "old")
+    with _running(old_settings) as (old, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        uploaded = clients.registry.UploadCertificates(
+            registry_pb2.UploadCertificatesRequest(
+                frontdoor=FRONTDOOR, data=client.pem + ca.pem
+            ),
+            timeout=30,
+        )
+        assert uploaded.stored, [f.message for f in uploaded.findings]
+        backup.create_backup(
+            old_settings, archive, backup.read_passphrase(passphrase_file)
+        )
+        clients.revoke(client.fingerprint, reason=1)
+        command = ["revocations", "export", "--registry", old.address("registry")]
+        assert tessera([*command, "--out", str(export)]) == 0
+
+    def restored(target: Path, *extra: str) -> str:
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = tessera(
+                [
+                    "backup",
+                    "restore",
+                    str(archive),
+                    "--data-dir",
+                    str(target),
+                    "--passphrase-file",
+                    str(passphrase_file),
+                    "--no-fetch",
+                    *extra,
+                ]
+            )
+        assert code == 0, output.getvalue()
+        return output.getvalue()
+
+    warning = "re-applied only from a 'tessera revocations export'"
+    without = restored(tmp_path / "without")
+    assert warning in " ".join(without.split())
+    assert "re-applied 0 revocations" in without
+    with_export = restored(tmp_path / "with", "--revocations", str(export))
+    assert warning not in " ".join(with_export.split())
+    assert "re-applied 1 revocations" in with_export
+    with _running(_settings(tmp_path / "with")) as (_, clients):
+        verdict = clients.validate([client.der], FRONTDOOR)
+        assert not verdict.valid
+        assert _REVOKED in verdict.reasons
 
 
 # Refusals -------------------------------------------------------------------

@@ -105,6 +105,7 @@ def make_client(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     revocation_information: bool = True,
+    serial_number: int | None = None,
 ) -> Issued:
     """A client certificate signed by ``ca``, or self-signed when None."""
     key = key or ec.generate_private_key(ec.SECP256R1())
@@ -115,7 +116,7 @@ def make_client(
         .subject_name(subject)
         .issuer_name(ca.certificate.subject if ca else subject)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial_number or x509.random_serial_number())
         .not_valid_before(not_before or now() - dt.timedelta(hours=1))
         .not_valid_after(not_after or now() + dt.timedelta(days=90))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)

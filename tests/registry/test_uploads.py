@@ -8,7 +8,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -278,6 +280,80 @@ def test_chain_as_pem_and_pkcs7_is_stored_with_each_role(running: Running) -> No
     assert again.stored, [f.message for f in again.findings]
     assert "already-uploaded" in _codes(again, WARNING)
     assert _valid_at(running, [other.der], "billing").valid
+
+
+def test_kind_filter_finds_uploaded_cas_as_they_are_shown(running: Running) -> None:
+    """An uploaded root is listed as a root: filtering on kind ROOT at its
+    frontdoor finds it, and kind INTERMEDIATE finds an uploaded intermediate."""
+    root = make_ca()
+    intermediate = make_ca("Example Org Issuing CA", issuer=root)
+    assert running.upload(intermediate.pem + root.pem).stored
+
+    def listed(kind: int) -> list[str]:
+        response = running.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(frontdoor="payments", kind=kind)
+        )
+        return [r.fingerprint_sha256 for r in response.certificates]
+
+    assert listed(common_pb2.CERTIFICATE_KIND_ROOT) == [root.fingerprint]
+    intermediates = listed(common_pb2.CERTIFICATE_KIND_INTERMEDIATE)
+    assert intermediate.fingerprint in intermediates
+    assert root.fingerprint not in intermediates
+
+
+def test_ber_pkcs7_from_openssl_is_read_without_a_warning(
+    running: Running, tmp_path: Path
+) -> None:
+    """A DER bundle written by `openssl crl2pkcs7 -outform DER` (BER inside)
+    is stored, and the library's BER warning does not reach the log."""
+    ca = make_ca()
+    client = make_client(ca)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(client.pem + ca.pem)
+    bundle = subprocess.run(
+        ["openssl", "crl2pkcs7", "-nocrl", "-certfile", str(chain), "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+    with warnings.catch_warnings(record=True) as caught:
+        response = running.upload(bundle)
+
+    assert response.stored, [f.message for f in response.findings]
+    assert {c.fingerprint_sha256 for c in response.certificates} == {
+        client.fingerprint,
+        ca.fingerprint,
+    }
+    assert [str(w.message) for w in caught if "PKCS#7" in str(w.message)] == []
+
+
+def test_origin_filter_tells_issued_from_uploaded(running: Running) -> None:
+    """ListCertificates filters on origin; an origin that is none is refused."""
+    issued = running.clients.issue("payments").record.fingerprint_sha256
+    pinned = make_client(None)
+    assert running.upload(pinned.pem).stored
+
+    def listed(origin: int) -> set[str]:
+        response = running.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(
+                kind=common_pb2.CERTIFICATE_KIND_CLIENT, origin=origin
+            )
+        )
+        return {r.fingerprint_sha256 for r in response.certificates}
+
+    assert listed(common_pb2.CERTIFICATE_ORIGIN_UPLOADED) == {pinned.fingerprint}
+    assert listed(common_pb2.CERTIFICATE_ORIGIN_ISSUED) == {issued}
+    assert listed(common_pb2.CERTIFICATE_ORIGIN_UNSPECIFIED) == {
+        issued,
+        pinned.fingerprint,
+    }
+    refusal = rpc_error(
+        lambda: running.registry.ListCertificates(
+            registry_pb2.ListCertificatesRequest(origin=9)  # type: ignore[arg-type]
+        )
+    )
+    assert refusal.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "origin 9 is not a certificate origin" in (refusal.details() or "")
 
 
 def test_issued_certificates_say_they_were_issued(running: Running) -> None:
@@ -563,6 +639,23 @@ def test_refuses_a_1024_bit_rsa_key(running: Running) -> None:
     _refused(running, weak.pem, "weak-key")
 
 
+def _errors(response: registry_pb2.UploadCertificatesResponse) -> list[str]:
+    return [f.code for f in response.findings if f.severity == ERROR]
+
+
+def test_one_error_per_problem_with_its_own_code(running: Running) -> None:
+    """A weak key or a missing clientAuth is one error each, with its own
+    code, not repeated by the path check under another code."""
+    ca = make_ca()
+    assert running.upload(ca.pem).stored
+    weak = make_client(ca, key=rsa.generate_private_key(65537, 1024))  # noqa: S505
+    server_only = make_client(ca, usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
+
+    assert _errors(running.upload(weak.pem)) == ["weak-key"]
+    assert _errors(running.upload(server_only.pem)) == ["wrong-usage"]
+    assert _errors(running.upload(weak.pem + ca.pem)) == ["weak-key"]
+
+
 def test_refuses_key_types_the_frontdoor_does_not_allow(running: Running) -> None:
     p521 = make_client(None, key=ec.generate_private_key(ec.SECP521R1()))
     _refused(running, p521.pem, "key-type-not-allowed")
@@ -610,6 +703,39 @@ def test_refuses_a_second_upload_of_the_same_certificate(running: Running) -> No
     pinned = make_client(None)
     assert running.upload(pinned.pem).stored
     _refused(running, pinned.pem, "already-uploaded")
+
+
+def test_full_chain_with_a_ca_trusted_already_is_stored(running: Running) -> None:
+    """A client certificate uploaded with its CA (a full-chain file, PEM or
+    PKCS#7) after the CA was uploaded for the frontdoor is stored; the CA gets
+    a warning and no second anchor. The CA alone again is still refused."""
+    ca = make_ca()
+    assert running.upload(ca.pem).stored
+    anchors = len(running.trust_store().anchors)
+    first = make_client(ca, "first.example.org")
+    second = make_client(ca, "second.example.org")
+    bundle = pkcs7.serialize_certificates(
+        [second.certificate, ca.certificate], serialization.Encoding.DER
+    )
+
+    for data, client in ((first.pem + ca.pem, first), (bundle, second)):
+        response = running.upload(data, name=client.fingerprint[:8])
+        assert response.stored, [f.message for f in response.findings]
+        assert _codes(response, ERROR) == set()
+        warned = [f for f in response.findings if f.code == "already-uploaded"]
+        assert [f.fingerprint_sha256 for f in warned] == [ca.fingerprint]
+        assert warned[0].severity == WARNING
+        record = running.clients.registry.GetCertificate(
+            registry_pb2.GetCertificateRequest(fingerprint_sha256=client.fingerprint)
+        )
+        assert record.name == client.fingerprint[:8]
+        assert _valid_at(running, [client.der], "payments").valid
+    assert len(running.trust_store().anchors) == anchors
+    audited = json.loads(running.audit_events("trust_store.upload")[-1].details)
+    assert {
+        c["fingerprint"]: c["already_trusted"] for c in audited["certificates"]
+    } == {second.fingerprint: False, ca.fingerprint: True}
+    _refused(running, ca.pem, "already-uploaded")
 
 
 # Bad input -------------------------------------------------------------------
