@@ -115,8 +115,8 @@ def unprintable(char: str) -> bool:
 
 
 def check_text(field: str, value: str, limit: int) -> str:
-    """Free text of at most ``limit`` characters without control or format
-    characters; InvalidArgument otherwise."""
+    """Free text of at most ``limit`` characters without control, format or
+    line-separator characters; InvalidArgument otherwise."""
     if len(value) > limit:
         raise InvalidArgument(
             f"{field} may be at most {limit} characters; this one has {len(value)}"
