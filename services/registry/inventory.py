@@ -123,8 +123,8 @@ def check_text(field: str, value: str, limit: int) -> str:
         )
     if any(unprintable(char) for char in value):
         raise InvalidArgument(
-            f"{field} may not contain control, format or line-separator "
-            "characters (newlines, tabs, escape sequences, U+2028)"
+            f"{field} may not contain control or format characters or line "
+            "separators (newlines, tabs, escape sequences, U+2028)"
         )
     return value
 

@@ -1047,8 +1047,8 @@ def check_descriptive_name(name: str) -> str:
         )
     if any(inv.unprintable(char) for char in name):
         raise InvalidArgument(
-            "names may not contain control, format or line-separator characters "
-            "(newlines, tabs, escape sequences, U+2028)"
+            "names may not contain control or format characters or line "
+            "separators (newlines, tabs, escape sequences, U+2028)"
         )
     return name
 

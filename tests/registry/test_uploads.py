@@ -1029,4 +1029,4 @@ def test_pkcs12_with_certificates_only_is_refused_without_speaking_of_keys(
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
 def test_refuses_names_with_line_separators(running: Running, separator: str) -> None:
-    _invalid(running, make_ca().pem, "line-separator", name=f"one{separator}two")
+    _invalid(running, make_ca().pem, "line separators", name=f"one{separator}two")
