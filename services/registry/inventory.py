@@ -111,17 +111,25 @@ _ORDER_COLUMNS = {
 # Validation -------------------------------------------------------------
 
 
+def unprintable(char: str) -> bool:
+    """Whether a character breaks a line or a terminal: control and format
+    characters (category C*) and the line and paragraph separators (Zl,
+    Zp)."""
+    category = unicodedata.category(char)
+    return category.startswith("C") or category in ("Zl", "Zp")
+
+
 def check_text(field: str, value: str, limit: int) -> str:
-    """Free text of at most ``limit`` characters without control or format
-    characters; InvalidArgument otherwise."""
+    """Free text of at most ``limit`` characters without control, format or
+    line-separator characters; InvalidArgument otherwise."""
     if len(value) > limit:
         raise InvalidArgument(
             f"{field} may be at most {limit} characters; this one has {len(value)}"
         )
-    if any(unicodedata.category(char).startswith("C") for char in value):
+    if any(unprintable(char) for char in value):
         raise InvalidArgument(
-            f"{field} may not contain control or format characters (newlines, "
-            "tabs, escape sequences)"
+            f"{field} may not contain control or format characters or line "
+            "separators (newlines, tabs, escape sequences, U+2028)"
         )
     return value
 
@@ -318,12 +326,13 @@ def search_values(
         if isinstance(attribute.value, str)
     ]
     values += [("san", value) for value in sans]
-    found: list[tuple[str, str]] = []
+    # A dict keeps the first-seen order and finds repeats in constant time.
+    found: dict[tuple[str, str], None] = {}
     for kind, value in values:
         folded = value.lower()[:MAX_SEARCH_VALUE]
-        if folded and (kind, folded) not in found:
-            found.append((kind, folded))
-    return found
+        if folded:
+            found.setdefault((kind, folded), None)
+    return list(found)
 
 
 def on_recorded(

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import json
 import secrets
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -315,6 +314,12 @@ class RegistryStore:
         if kind_name is None:
             raise InvalidArgument("kind must be CLIENT, INTERMEDIATE or ROOT")
         name = check_descriptive_name(name)
+        names = uploads.subject_alt_name_count(certificate)
+        if names > uploads.MAX_SUBJECT_ALT_NAMES:
+            raise InvalidArgument(
+                f"the certificate has {names} subject alternative names; at most "
+                f"{uploads.MAX_SUBJECT_ALT_NAMES} are recorded"
+            )
         inventory = inventory or inv.RecordingInventory()
         inventory = dataclasses.replace(
             inventory, metadata=dataclasses.replace(inventory.metadata, name=name)
@@ -1050,10 +1055,10 @@ def check_descriptive_name(name: str) -> str:
             f"names may be at most {MAX_NAME_LENGTH} characters; this one has "
             f"{len(name)}"
         )
-    if any(unicodedata.category(char).startswith("C") for char in name):
+    if any(inv.unprintable(char) for char in name):
         raise InvalidArgument(
-            "names may not contain control or format characters (newlines, tabs, "
-            "escape sequences)"
+            "names may not contain control or format characters or line "
+            "separators (newlines, tabs, escape sequences, U+2028)"
         )
     return name
 

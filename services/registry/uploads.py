@@ -59,10 +59,35 @@ PRIVATE_KEY_REFUSAL = (
     "keep the key where it is"
 )
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 #]+)-----\r?\n.*?-----END \1-----", re.DOTALL
+# More subject alternative names than this in one certificate is not a
+# client identity; storing and searching them would only cost time.
+MAX_SUBJECT_ALT_NAMES = 1000
+
+PKCS12_REFUSAL = (
+    "PKCS#12 (PFX) files are not accepted; export the certificates as PEM "
+    "(openssl pkcs12 -nokeys) and upload that"
 )
+ENCRYPTED_PKCS12_REFUSAL = (
+    "the upload is a password-protected PKCS#12 (PFX) file, which holds private "
+    "keys as a rule; Tessera never accepts private keys. Export the "
+    "certificates as PEM (openssl pkcs12 -nokeys) and upload that"
+)
+OUTSIDE_TEXT_REFUSAL = (
+    "the upload contains text outside PEM blocks that looks like base64 data "
+    "(a key or certificate without its BEGIN and END lines?); send complete "
+    "PEM blocks only"
+)
+
 _PEM_LABEL = re.compile(rb"-----BEGIN ([^-\r\n]*)-----")
+# Lines of a PEM file, each matched on its own so that scanning stays linear
+# in the size of the file.
+_BEGIN_LINE = re.compile(rb"\s*-----BEGIN ([^-\r\n]*)-----\s*")
+_END_LINE = re.compile(rb"\s*-----END ([^-\r\n]*)-----\s*")
+# Text outside blocks is ignored (openssl's -text output, bag attributes,
+# comments), except runs of lines made of base64 characters only: a key or
+# certificate pasted without its BEGIN and END lines.
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
+_MIN_BASE64_RUN = 16
 
 _CURVE_KEY_TYPES = {
     "secp256r1": common_pb2.KEY_TYPE_EC_P256,
@@ -213,22 +238,21 @@ def read_upload(data: bytes) -> list[x509.Certificate]:
 
 def _read_pem(data: bytes) -> list[x509.Certificate]:
     labels = [match.group(1).strip() for match in _PEM_LABEL.finditer(data)]
-    if any(b"PRIVATE KEY" in label for label in labels):
+    if any(b"PRIVATE KEY" in label.upper() for label in labels):
         raise InvalidArgument(PRIVATE_KEY_REFUSAL)
-    certificates: list[x509.Certificate] = []
-    blocks = list(_PEM_BLOCK.finditer(data))
+    blocks = _pem_blocks(data)
     if len(blocks) != len(labels):
         raise InvalidArgument(
             "the PEM text has a BEGIN line without its matching END line; send "
             "complete blocks"
         )
-    for position, block in enumerate(blocks, start=1):
-        label = block.group(1)
+    certificates: list[x509.Certificate] = []
+    for position, (label, block) in enumerate(blocks, start=1):
         try:
             if label in (b"CERTIFICATE", b"X509 CERTIFICATE"):
-                certificates.append(x509.load_pem_x509_certificate(block.group(0)))
+                certificates.append(x509.load_pem_x509_certificate(block))
             elif label == b"PKCS7":
-                certificates.extend(_load_pkcs7(block.group(0), pem=True))
+                certificates.extend(_load_pkcs7(block, pem=True))
             else:
                 shown = label.decode("ascii", "replace")[:40]
                 raise InvalidArgument(
@@ -261,6 +285,43 @@ def _load_pkcs7(data: bytes, pem: bool) -> list[x509.Certificate]:
         return pkcs7.load_der_pkcs7_certificates(data)
 
 
+def _pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The (label, text) of each complete PEM block, found line by line.
+
+    A BEGIN line inside a block, an END line of another label or a block
+    left open ends the scan; the caller then finds fewer blocks than BEGIN
+    lines. Base64 text outside blocks is refused.
+    """
+    blocks: list[tuple[bytes, bytes]] = []
+    label: bytes | None = None
+    start = 0
+    base64_run = 0
+    lines = data.splitlines(keepends=True)
+    for number, line in enumerate(lines):
+        if label is None:
+            begin = _BEGIN_LINE.fullmatch(line)
+            if begin is not None:
+                label, start, base64_run = begin.group(1).strip(), number, 0
+                continue
+            text = line.strip()
+            if text and _BASE64_LINE.fullmatch(text):
+                base64_run += len(text)
+                if base64_run >= _MIN_BASE64_RUN:
+                    raise InvalidArgument(OUTSIDE_TEXT_REFUSAL)
+            else:
+                base64_run = 0
+            continue
+        if _BEGIN_LINE.fullmatch(line) is not None:
+            return blocks
+        end = _END_LINE.fullmatch(line)
+        if end is not None:
+            if end.group(1).strip() != label:
+                return blocks
+            blocks.append((label, b"".join(lines[start : number + 1])))
+            label = None
+    return blocks
+
+
 def _read_der(data: bytes) -> list[x509.Certificate]:
     try:
         return [x509.load_der_x509_certificate(data)]
@@ -272,8 +333,11 @@ def _read_der(data: bytes) -> list[x509.Certificate]:
         certificates = []
     if certificates:
         return list(certificates)
-    if _is_private_key(data) or _is_pkcs12(data):
+    if _is_private_key(data):
         raise InvalidArgument(PRIVATE_KEY_REFUSAL)
+    pkcs12_refusal = _pkcs12_refusal(data)
+    if pkcs12_refusal:
+        raise InvalidArgument(pkcs12_refusal)
     raise InvalidArgument(
         "the upload is not a certificate: expected PEM (CERTIFICATE or PKCS7 "
         "blocks), DER of an X.509 certificate, or DER of a PKCS#7 bundle"
@@ -291,24 +355,26 @@ def _is_private_key(data: bytes) -> bool:
     return True
 
 
-def _is_pkcs12(data: bytes) -> bool:
+def _pkcs12_refusal(data: bytes) -> str:
+    """Why a PKCS#12 (PFX) file is refused, or empty for other data."""
     try:
-        pkcs12.load_key_and_certificates(data, None)
+        key, _, _ = pkcs12.load_key_and_certificates(data, None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         pass
     else:
-        return True
+        return PKCS12_REFUSAL if key is None else PRIVATE_KEY_REFUSAL
     # A password-protected PFX cannot be opened without its password, so it
     # is recognised by its structure (RFC 7292 section 4): version 3 and an
     # authSafe ContentInfo.
     try:
         pfx = asn1_pkcs12.Pfx.load(data, strict=True)
-        return bool(
+        is_pfx = bool(
             pfx["version"].native == "v3"
             and pfx["auth_safe"]["content_type"].native in ("data", "signed_data")
         )
     except (ValueError, TypeError, KeyError):
-        return False
+        return ""
+    return ENCRYPTED_PKCS12_REFUSAL if is_pfx else ""
 
 
 # Lint ---------------------------------------------------------------------
@@ -468,6 +534,17 @@ def _lint_certificate(
             index,
         )
         return _planned(certificate, role, "", "", self_signed)
+
+    names = subject_alt_name_count(certificate)
+    if names > MAX_SUBJECT_ALT_NAMES:
+        found(
+            Severity.ERROR,
+            "too-many-names",
+            f"the certificate has {names} subject alternative names; at most "
+            f"{MAX_SUBJECT_ALT_NAMES} are accepted. A client certificate names "
+            "one identity, or a few",
+            index,
+        )
 
     # Validity.
     if now < certificate.not_valid_before_utc:
@@ -794,6 +871,18 @@ def _is_ca(certificate: x509.Certificate) -> bool:
         )
     except (x509.ExtensionNotFound, ValueError):
         return False
+
+
+def subject_alt_name_count(certificate: x509.Certificate) -> int:
+    """How many subject alternative names a certificate has."""
+    try:
+        return len(
+            certificate.extensions.get_extension_for_class(
+                x509.SubjectAlternativeName
+            ).value
+        )
+    except (x509.ExtensionNotFound, ValueError):
+        return 0
 
 
 def _self_signed(certificate: x509.Certificate) -> bool:

@@ -106,8 +106,10 @@ def make_client(
     not_after: dt.datetime | None = None,
     revocation_information: bool = True,
     serial_number: int | None = None,
+    more_names: Sequence[str] = (),
 ) -> Issued:
-    """A client certificate signed by ``ca``, or self-signed when None."""
+    """A client certificate signed by ``ca``, or self-signed when None;
+    ``more_names`` are DNS names after ``name`` in its subjectAltName."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     signer_key = ca.key if ca else key
@@ -120,7 +122,10 @@ def make_client(
         .not_valid_before(not_before or now() - dt.timedelta(hours=1))
         .not_valid_after(not_after or now() + dt.timedelta(days=90))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in (name, *more_names)]),
+            False,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
             False,

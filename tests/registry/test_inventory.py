@@ -276,6 +276,9 @@ def test_update_metadata_changes_masked_fields_and_records_who(
     ("metadata", "paths", "says"),
     [
         ({"name": "a\x00b"}, ["name"], "control"),
+        ({"name": "one\u2028two"}, ["name"], "line separators"),
+        ({"description": "one\u2029two"}, ["description"], "line separators"),
+        ({"owner": "bob\u2028"}, ["owner"], "line separators"),
         ({"owner": "x" * 257}, ["owner"], "at most 256"),
         ({"tags": ["ok", "-bad"]}, ["tags"], "tag"),
         ({"name": "fine"}, [], "update_mask is empty"),

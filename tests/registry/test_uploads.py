@@ -10,6 +10,7 @@ import json
 import logging
 import subprocess
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from services.common.database import Database, migrate
 from services.common.revocation_cache import RedisRevocationCache
 from services.common.rpc import ACTOR_HEADER
 from services.common.schema import AuditEventRow
+from services.registry import uploads
 from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
 from tessera.issuer.v1 import issuer_pb2
@@ -1051,3 +1053,155 @@ def test_an_uploaded_root_is_a_ca_and_a_root_in_the_inventory(
         registry_pb2.GetCertificateRequest(fingerprint_sha256=ca.fingerprint)
     )
     assert record.kind == common_pb2.CERTIFICATE_KIND_ROOT
+
+
+# Hostile files ---------------------------------------------------------------
+
+
+def _quickly(seconds: float, call: Any) -> Any:
+    """``call()``'s result, asserting it took at most ``seconds``."""
+    started = time.monotonic()
+    result = call()
+    elapsed = time.monotonic() - started
+    assert elapsed < seconds, f"took {elapsed:.1f} s"
+    return result
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n",
+        b"-----BEGIN CERTIFICATE-----\n-----END PKCS7-----\n",
+    ],
+    ids=["no-end-lines", "end-lines-of-another-label"],
+)
+def test_a_megabyte_of_unmatched_begin_lines_is_refused_at_once(
+    running: Running, unit: bytes
+) -> None:
+    """PEM blocks are found line by line, so a file of BEGIN lines without
+    their END lines costs time in proportion to its size."""
+    data = unit * (uploads.MAX_UPLOAD_BYTES // len(unit))
+    _quickly(3, lambda: _invalid(running, data, "without its matching END line"))
+
+
+def test_refuses_a_client_certificate_with_too_many_names(running: Running) -> None:
+    """45,000 names fit in less than 1 MiB; the lint refuses them before
+    anything is written, so the upload holds no lock for long."""
+    ca = make_ca()
+    assert running.upload(ca.pem).stored
+    hosts = [f"h{i}.example.com" for i in range(45_000)]
+    crowded = make_client(ca, more_names=hosts)
+    assert len(crowded.der) < uploads.MAX_UPLOAD_BYTES
+    _quickly(5, lambda: _refused(running, crowded.der, "too-many-names"))
+
+    limit = uploads.MAX_SUBJECT_ALT_NAMES
+    most = make_client(ca, more_names=hosts[: limit - 1])
+    response = _quickly(5, lambda: running.upload(most.der))
+    assert response.stored, [f.message for f in response.findings]
+    record = response.certificates[0].record
+    assert len(record.subject_alt_names) == limit
+
+
+def test_record_certificate_refuses_too_many_names(running: Running) -> None:
+    ca = make_ca()
+    crowded = make_client(ca, more_names=[f"h{i}.example.com" for i in range(2_000)])
+    counts = running.row_counts()
+    error = rpc_error(
+        lambda: running.registry.RecordCertificate(
+            registry_pb2.RecordCertificateRequest(
+                certificate=crowded.der,
+                frontdoor="payments",
+                kind=common_pb2.CERTIFICATE_KIND_CLIENT,
+            )
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "2001 subject alternative names" in (error.details() or "")
+    assert running.row_counts() == counts
+
+
+def _pkcs8_body(key: Any) -> bytes:
+    """A PKCS#8 PEM key without its BEGIN and END lines."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return b"".join(pem.splitlines(keepends=True)[1:-1])
+
+
+def test_refuses_base64_text_outside_pem_blocks(running: Running) -> None:
+    """A key pasted without its BEGIN and END lines, after or between
+    certificates, is refused."""
+    ca = make_ca()
+    client = make_client(ca)
+    body = _pkcs8_body(client.key)
+    for data in (
+        ca.pem + body,
+        ca.pem + body + client.pem,
+        body.replace(b"\n", b"\r\n") + ca.pem,
+        ca.pem
+        + b"\n".join(body.replace(b"\n", b"")[i : i + 8] for i in range(0, 64, 8)),
+    ):
+        _invalid(running, data, "text outside PEM blocks")
+
+
+def test_accepts_openssl_text_and_bag_attributes_around_blocks(
+    running: Running,
+) -> None:
+    """What openssl prints around certificates (x509 -text, pkcs12 bag
+    attributes, s_client -showcerts) is ignored."""
+    ca = make_ca()
+    client = make_client(ca)
+    text = (
+        b"Bag Attributes\n"
+        b"    localKeyID: 5A 3F 01 22 9B\n"
+        b"    friendlyName: client\n"
+        b"subject=CN = client.example.org\n"
+        b"issuer=CN = Example Org Root\n"
+        b"Certificate:\n"
+        b"    Data:\n"
+        b"        Version: 3 (0x2)\n"
+        b"        Serial Number:\n"
+        b"            04:3a:9f:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd\n"
+        b"    Signature Algorithm: ecdsa-with-SHA256\n"
+        b"# a comment\n"
+        b"---\n"
+        b"Certificate chain\n"
+        b" 0 s:CN = client.example.org\n"
+        b"   i:CN = Example Org Root\n"
+    )
+    response = running.upload(text + client.pem + b"\n" + text + ca.pem + text)
+    assert response.stored, [f.message for f in response.findings]
+    assert len(response.certificates) == 2
+
+
+def test_lowercase_private_key_labels_are_refused_as_keys(running: Running) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).replace(b"PRIVATE KEY", b"private key")
+    _invalid(running, make_ca().pem + pem, "never accepts private keys")
+    unmatched = pem.replace(b"END private key", b"END PRIVATE KEY")
+    _invalid(running, make_ca().pem + unmatched, "never accepts private keys")
+
+
+def test_pkcs12_with_certificates_only_is_refused_without_speaking_of_keys(
+    running: Running,
+) -> None:
+    ca = make_ca()
+    client = make_client(ca)
+    data = pkcs12.serialize_key_and_certificates(
+        b"client", None, client.certificate, [ca.certificate],
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    message = _invalid(running, data, "PKCS#12 (PFX) files are not accepted")
+    assert "private key" not in message
+    assert "openssl pkcs12 -nokeys" in message
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_refuses_names_with_line_separators(running: Running, separator: str) -> None:
+    _invalid(running, make_ca().pem, "line separators", name=f"one{separator}two")
