@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import redis
 import sqlalchemy as sa
@@ -343,6 +344,80 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
     restore_at = restored_actions.index("backup.restore")
     assert restored_actions[restore_at - 1] == "certificate.revoke"
     assert tessera(["audit", "verify", "--data-dir", str(new_dir)]) == 0
+
+
+def test_export_carries_revoked_certificates_deleted_since(tmp_path: Path) -> None:
+    """A revoked certificate deleted from the inventory is still exported
+    (the registry keeps its rows), and the restore re-applies its
+    revocation: for one the backup holds and for one issued after it."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    export = tmp_path / "revocations.jsonl"
+    old_settings = _settings(tmp_path / "old")
+    with _running(old_settings) as (old, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        early = clients.issue(FRONTDOOR)
+        backup.create_backup(
+            old_settings, archive, backup.read_passphrase(passphrase_file)
+        )
+        late = clients.issue(FRONTDOOR)
+        for gone in (early, late):
+            clients.revoke(gone.record.fingerprint_sha256, reason=1)
+            clients.registry.DeleteCertificate(
+                registry_pb2.DeleteCertificateRequest(
+                    fingerprint_sha256=gone.record.fingerprint_sha256,
+                    reason="decommissioned",
+                ),
+                timeout=30,
+            )
+        # Lookups still treat it as gone unless they ask for deleted ones.
+        with pytest.raises(grpc.RpcError) as refused:
+            clients.registry.GetCertificate(
+                registry_pb2.GetCertificateRequest(
+                    fingerprint_sha256=late.record.fingerprint_sha256
+                ),
+                timeout=30,
+            )
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = tessera(
+                [
+                    "revocations",
+                    "export",
+                    "--registry",
+                    old.address("registry"),
+                    "--out",
+                    str(export),
+                ]
+            )
+        assert code == 0
+        assert "wrote 2 revocations" in output.getvalue()
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(tmp_path / "new"),
+                "--passphrase-file",
+                str(passphrase_file),
+                "--no-fetch",
+                "--revocations",
+                str(export),
+            ]
+        )
+    assert code == 0, output.getvalue()
+    assert "re-applied 2 revocations" in output.getvalue()
+    with _running(_settings(tmp_path / "new")) as (_, clients):
+        revocations = _revoked(clients)
+        for gone in (early, late):
+            assert revocations[gone.record.fingerprint_sha256] == 1
+            verdict = clients.validate([gone.certificate, *gone.chain[:-1]], FRONTDOOR)
+            assert _REVOKED in verdict.reasons
 
 
 def test_revocation_unknown_to_backup_is_reported_not_lost_silently(
