@@ -84,6 +84,8 @@ COMPONENTS = ("registry", "issuer", "common")
 # interactive setting.
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1}
 _CHUNK = 1 << 20
+# A manifest lists a few members per CA; a thousand CAs take some 1 MB.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 # A CRL of a million entries is some 40 MB.
 MAX_CRL_BYTES = 128 * 1024 * 1024
 _FETCH_TIMEOUT_SECONDS = 5.0
@@ -790,14 +792,25 @@ def _read_member(archive: tarfile.TarFile, name: str, path: Path) -> IO[bytes]:
     return handle
 
 
+def _read_small(archive: tarfile.TarFile, name: str, path: Path) -> bytes:
+    """The manifest or seal, read only up to a size no backup needs."""
+    content = _read_member(archive, name, path).read(MAX_MANIFEST_BYTES + 1)
+    if len(content) > MAX_MANIFEST_BYTES:
+        raise BackupError(
+            f"{name} in {path} is larger than {MAX_MANIFEST_BYTES} bytes; the "
+            "archive is not a Tessera backup, and nothing was restored"
+        )
+    return bytes(content)
+
+
 def read_backup(path: Path, passphrase: bytes) -> _OpenedBackup:
     """Check a whole backup without writing anything: the archive is whole,
     every member matches the manifest, the passphrase opens the seal and
     every key."""
     try:
         with _open_archive(path) as archive:
-            manifest_bytes = _read_member(archive, MANIFEST, path).read()
-            seal = _read_member(archive, SEAL, path).read()
+            manifest_bytes = _read_small(archive, MANIFEST, path)
+            seal = _read_small(archive, SEAL, path)
             try:
                 manifest = json.loads(manifest_bytes)
             except ValueError:

@@ -1151,6 +1151,25 @@ def test_database_member_that_is_not_a_table_dump_is_refused(
     assert not target.exists()
 
 
+def test_oversized_manifest_is_refused_without_reading_it_all(
+    tmp_path: Path, shared_backup: Path
+) -> None:
+    """A manifest of hundreds of megabytes (it compresses to little) is
+    refused once it passes the limit instead of being read into memory."""
+    bomb = tarfile.TarInfo(backup.MANIFEST)
+    bomb.size = backup.MAX_MANIFEST_BYTES + 1024
+    crafted = _craft(
+        shared_backup,
+        tmp_path / "crafted.backup",
+        drop=(backup.MANIFEST,),
+        extra=((bomb, b" " * bomb.size),),
+    )
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"manifest.json in {crafted} is larger than" in message
+    assert not target.exists()
+
+
 # Passphrase files and data directories ------------------------------------------
 
 
