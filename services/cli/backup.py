@@ -163,8 +163,10 @@ def revocations_export(
             last = max(last, page.last_sequence)
             for revocation in page.revocations:
                 record = registry.GetCertificate(
+                    # A revoked certificate deleted since is exported too.
                     registry_pb2.GetCertificateRequest(
-                        fingerprint_sha256=revocation.fingerprint_sha256
+                        fingerprint_sha256=revocation.fingerprint_sha256,
+                        include_deleted=True,
                     ),
                     timeout=_DEADLINE_SECONDS,
                 )

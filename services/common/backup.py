@@ -42,8 +42,10 @@ import hmac
 import io
 import json
 import os
+import re
 import secrets
 import sqlite3
+import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -82,6 +84,8 @@ COMPONENTS = ("registry", "issuer", "common")
 # interactive setting.
 _SCRYPT = {"n": 2**15, "r": 8, "p": 1}
 _CHUNK = 1 << 20
+# A manifest lists a few members per CA; a thousand CAs take some 1 MB.
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 # A CRL of a million entries is some 40 MB.
 MAX_CRL_BYTES = 128 * 1024 * 1024
 _FETCH_TIMEOUT_SECONDS = 5.0
@@ -110,9 +114,20 @@ class BackupError(ValueError):
 
 
 def read_passphrase(path: Path) -> bytes:
-    """The passphrase in a file: its first line, without the line end."""
+    """The passphrase in a file: its first line, without the line end.
+
+    As ssh does with private keys, a file that its group or others may read
+    or write is refused: the passphrase opens every key of the backup."""
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if stat.S_ISREG(mode) and mode & 0o077:
+                raise BackupError(
+                    f"the passphrase file {path} may be read or written by others "
+                    f"(mode {stat.S_IMODE(mode):04o}); make it readable by you "
+                    f"only (chmod 600 {path}) and run the command again"
+                )
+            text = handle.read().decode()
     except OSError as error:
         raise BackupError(
             f"the passphrase file {path} cannot be read ({error.strerror})"
@@ -149,16 +164,25 @@ def _seal(manifest: bytes, passphrase: bytes) -> bytes:
 
 
 def _check_seal(manifest: bytes, seal: bytes, passphrase: bytes) -> None:
+    # The seal is read before the passphrase is checked, so nothing in it may
+    # choose the work scrypt does: only the parameters Tessera writes open it.
     try:
         fields = json.loads(seal)
-        parameters = {name: int(fields[name]) for name in ("n", "r", "p")}
-        salt = base64.b64decode(fields["salt"])
-        expected = bytes.fromhex(fields["hmac_sha256"])
-        if fields["kdf"] != "scrypt" or parameters["n"] > 2**20:
+        if not isinstance(fields, dict) or fields.get("kdf") != "scrypt":
             raise ValueError("unknown key derivation")
+        parameters = {name: fields.get(name) for name in _SCRYPT}
+        if any(type(value) is not int for value in parameters.values()):
+            raise ValueError("scrypt parameters must be integers")
+        if parameters != _SCRYPT:
+            raise ValueError("scrypt parameters this version does not write")
+        salt = base64.b64decode(str(fields["salt"]), validate=True)
+        expected = bytes.fromhex(str(fields["hmac_sha256"]))
+        if len(salt) < 16 or len(expected) != hashlib.sha256().digest_size:
+            raise ValueError("salt or HMAC of the wrong length")
     except (ValueError, KeyError, TypeError):
         raise BackupError(
-            "the backup's seal is damaged; the archive is not a usable Tessera backup"
+            "the backup's seal is damaged or not from this version; the archive "
+            "is not a usable Tessera backup, and nothing was restored"
         ) from None
     key = _seal_key(passphrase, salt, parameters)
     if not hmac.compare_digest(
@@ -768,14 +792,25 @@ def _read_member(archive: tarfile.TarFile, name: str, path: Path) -> IO[bytes]:
     return handle
 
 
+def _read_small(archive: tarfile.TarFile, name: str, path: Path) -> bytes:
+    """The manifest or seal, read only up to a size no backup needs."""
+    content = _read_member(archive, name, path).read(MAX_MANIFEST_BYTES + 1)
+    if len(content) > MAX_MANIFEST_BYTES:
+        raise BackupError(
+            f"{name} in {path} is larger than {MAX_MANIFEST_BYTES} bytes; the "
+            "archive is not a Tessera backup, and nothing was restored"
+        )
+    return bytes(content)
+
+
 def read_backup(path: Path, passphrase: bytes) -> _OpenedBackup:
     """Check a whole backup without writing anything: the archive is whole,
     every member matches the manifest, the passphrase opens the seal and
     every key."""
     try:
         with _open_archive(path) as archive:
-            manifest_bytes = _read_member(archive, MANIFEST, path).read()
-            seal = _read_member(archive, SEAL, path).read()
+            manifest_bytes = _read_small(archive, MANIFEST, path)
+            seal = _read_small(archive, SEAL, path)
             try:
                 manifest = json.loads(manifest_bytes)
             except ValueError:
@@ -790,7 +825,19 @@ def read_backup(path: Path, passphrase: bytes) -> _OpenedBackup:
                     f"this Tessera reads version {FORMAT_VERSION}"
                 )
             expected = _expected_hashes(manifest)
+            seen: set[str] = set()
             for info in archive:
+                if info.name in seen:
+                    raise BackupError(
+                        f"{path} holds {info.name!r} more than once; the backup "
+                        "was altered"
+                    )
+                seen.add(info.name)
+                if not info.isreg():
+                    raise BackupError(
+                        f"{info.name!r} in {path} is not a regular file (a link, "
+                        "directory or device); the backup was altered"
+                    )
                 if info.name in (MANIFEST, SEAL):
                     continue
                 if info.name not in expected:
@@ -814,6 +861,7 @@ def read_backup(path: Path, passphrase: bytes) -> _OpenedBackup:
                     f"{path} lacks {sorted(expected)[0]}; the backup is incomplete"
                 )
             _check_seal(manifest_bytes, seal, passphrase)
+            _check_manifest(manifest)
             keys = {
                 entry["member"]: _decrypt_key(
                     _read_member(archive, entry["member"], path).read(),
@@ -841,6 +889,80 @@ def _expected_hashes(manifest: dict[str, Any]) -> dict[str, str]:
     except (KeyError, TypeError):
         raise BackupError(
             "the backup's manifest lacks required fields; the backup is damaged"
+        ) from None
+
+
+# A key path's parts: letters, digits, "_", "-" and "." (not first).
+_KEY_PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}")
+_CONFIGURATION_MEMBERS = ("config/settings.json", "config/tessera.toml")
+_RESTORED_CONFIGURATION = "restored-configuration"
+
+
+def _check_manifest(manifest: dict[str, Any]) -> None:
+    """Refuse a sealed manifest whose fields a restore could not use safely:
+    a passphrase holder can write anything into it."""
+
+    def entries(field: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
+        value = manifest.get(field)
+        if not isinstance(value, list):
+            raise ValueError(f"{field} is not a list")
+        for entry in value:
+            if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(name), str) for name in names
+            ):
+                raise ValueError(f"an entry of {field} lacks {', '.join(names)}")
+        return value
+
+    try:
+        if not isinstance(manifest.get("created_at"), str):
+            raise ValueError("created_at is not a time")
+        if not isinstance(manifest.get("public_base_url"), str | None):
+            raise ValueError("public_base_url is not a URL")
+        for database in entries("databases", ("member", "format", "sha256")):
+            if database["format"] not in ("sqlite", "jsonl"):
+                raise ValueError(f"database format {database['format']!r}")
+            components = database.get("components")
+            if (
+                not isinstance(components, list)
+                or not components
+                or not set(components) <= set(COMPONENTS)
+            ):
+                raise ValueError("a database names unknown components")
+            revisions = database.get("revisions")
+            if not isinstance(revisions, dict) or not all(
+                isinstance(value, str) for value in revisions.values()
+            ):
+                raise ValueError("a database's revisions are not text")
+        key_paths = []
+        for entry in entries("keys", ("member", "uri", "path", "of", "sha256")):
+            parts = entry["path"].split("/")
+            if not all(_KEY_PATH_PART.fullmatch(part) for part in parts):
+                raise ValueError(
+                    f"the key path {entry['path']!r} is not a relative path of "
+                    "letters, digits, '.', '_' and '-'"
+                )
+            if parts[0] == _RESTORED_CONFIGURATION:
+                raise ValueError(f"the key path {entry['path']!r} is reserved")
+            key_paths.append(entry["path"])
+        for one in key_paths:
+            for other in key_paths:
+                if one == other and key_paths.count(one) > 1:
+                    raise ValueError(f"the key path {one!r} is named twice")
+                if other.startswith(f"{one}/"):
+                    raise ValueError(f"the key path {one!r} is a directory of another")
+        entries("referenced_keys", ("uri", "of", "why"))
+        entries("ca_certificates", ("member", "kind", "frontdoor", "key_id"))
+        configuration = [
+            entry["member"] for entry in entries("configuration", ("member",))
+        ]
+        if len(set(configuration)) != len(configuration) or not set(
+            configuration
+        ) <= set(_CONFIGURATION_MEMBERS):
+            raise ValueError("configuration members named twice or unknown")
+    except ValueError as error:
+        raise BackupError(
+            f"the backup's manifest cannot be used ({error}); the backup was "
+            "altered or is not from this version, and nothing was restored"
         ) from None
 
 
@@ -922,7 +1044,12 @@ def restore_backup(
     clock = clock or SystemClock()
     environ = dict(os.environ) if environ is None else environ
     data_dir = settings.data_dir
-    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+    if data_dir.exists() and not data_dir.is_dir():
+        raise BackupError(
+            f"the data directory {data_dir} is not a directory; name an empty "
+            "or new directory to restore into"
+        )
+    if data_dir.exists() and any(data_dir.iterdir()):
         raise BackupError(
             f"the data directory {data_dir} is not empty; restore only into an "
             "empty or new directory, so that nothing of another installation is "
@@ -939,6 +1066,7 @@ def restore_backup(
         pkcs11_module_path=settings.issuer.pkcs11_module_path,
     )
     key_files = _key_files(manifest, backup.keys, context, data_dir)
+    _refuse_collisions(key_files, targets, data_dir)
     exports = [(source, _read_export(source)) for source in sources.exports]
 
     # Step 2: write the data directory; undo it all should a step fail.
@@ -1184,7 +1312,15 @@ def _load_dump(
                 _insert(connection, table, batch)
             if connection.dialect.name == "postgresql":
                 _advance_sequences(connection, metadata)
-    except (ValueError, KeyError, sa.exc.SQLAlchemyError) as error:
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        OSError,
+        EOFError,
+        zlib.error,
+        sa.exc.SQLAlchemyError,
+    ) as error:
         raise BackupError(
             f"the table dump {database['member']} cannot be loaded into "
             f"{_shown(url)} ({type(error).__name__})"
@@ -1249,12 +1385,8 @@ def _key_files(
     plugin: Any = load_plugin("file", context)
     files = []
     for entry in manifest["keys"]:
+        # _check_manifest allowed only relative paths of safe parts.
         relative = PurePosixPath(entry["path"])
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise BackupError(
-                f"the backup names the key path {entry['path']!r}, which is not "
-                "inside the data directory; the backup was altered"
-            )
         try:
             own = plugin.passphrase(entry["uri"])
         except SignerError as error:
@@ -1278,6 +1410,27 @@ def _key_files(
             )
         )
     return files
+
+
+def _refuse_collisions(
+    key_files: list[tuple[Path, bytes]],
+    targets: list[tuple[dict[str, Any], str]],
+    data_dir: Path,
+) -> None:
+    """Refuse a key path that would take the place of a database file (or
+    its journal, WAL or lock) restored into the data directory."""
+    reserved = [
+        _sqlite_file(url).name
+        for _, url in targets
+        if is_sqlite(url) and _in_data_dir(_sqlite_file(url), data_dir)
+    ]
+    for relative, _ in key_files:
+        if any(relative.parts[0].startswith(name) for name in reserved):
+            raise BackupError(
+                f"the backup names the key path {relative.as_posix()!r}, which "
+                "is where a database file is restored; the backup was altered, "
+                "and nothing was restored"
+            )
 
 
 def _make_dirs(directory: Path, root: Path, written: list[Path]) -> None:

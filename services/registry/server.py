@@ -123,7 +123,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             raise InvalidArgument(
                 "name the certificate by fingerprint_sha256, serial or frontdoor_serial"
             )
-        return self._store.get_certificate(selector)
+        return self._store.get_certificate(selector, request.include_deleted)
 
     def ListCertificates(
         self,

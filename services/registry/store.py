@@ -362,11 +362,14 @@ class RegistryStore:
             return self._record_message(session, existing)
 
     def get_certificate(
-        self, selector: CertificateSelector
+        self, selector: CertificateSelector, include_deleted: bool = False
     ) -> common_pb2.CertificateRecord:
-        """One certificate; NotFound when the registry has no such certificate."""
+        """One certificate; NotFound when the registry has no such certificate
+        (or, unless ``include_deleted``, it was deleted)."""
         with self._database.reading() as session:
-            return self._record_message(session, _find_certificate(session, selector))
+            return self._record_message(
+                session, _find_certificate(session, selector, include_deleted)
+            )
 
     def list_certificates(
         self,

@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import io
+import json
 import logging
 import tarfile
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import redis
 import sqlalchemy as sa
@@ -66,6 +70,7 @@ def _running(settings: Any) -> Iterator[tuple[Suite, Clients]]:
 def _passphrase_file(tmp_path: Path, text: str = PASSPHRASE) -> Path:
     path = tmp_path / f"passphrase-{abs(hash(text))}"
     path.write_text(text + "\n")
+    path.chmod(0o600)
     return path
 
 
@@ -365,6 +370,80 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
     restore_at = restored_actions.index("backup.restore")
     assert restored_actions[restore_at - 1] == "certificate.revoke"
     assert tessera(["audit", "verify", "--data-dir", str(new_dir)]) == 0
+
+
+def test_export_carries_revoked_certificates_deleted_since(tmp_path: Path) -> None:
+    """A revoked certificate deleted from the inventory is still exported
+    (the registry keeps its rows), and the restore re-applies its
+    revocation: for one the backup holds and for one issued after it."""
+    passphrase_file = _passphrase_file(tmp_path)
+    archive = tmp_path / "tessera.backup"
+    export = tmp_path / "revocations.jsonl"
+    old_settings = _settings(tmp_path / "old")
+    with _running(old_settings) as (old, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        early = clients.issue(FRONTDOOR)
+        backup.create_backup(
+            old_settings, archive, backup.read_passphrase(passphrase_file)
+        )
+        late = clients.issue(FRONTDOOR)
+        for gone in (early, late):
+            clients.revoke(gone.record.fingerprint_sha256, reason=1)
+            clients.registry.DeleteCertificate(
+                registry_pb2.DeleteCertificateRequest(
+                    fingerprint_sha256=gone.record.fingerprint_sha256,
+                    reason="decommissioned",
+                ),
+                timeout=30,
+            )
+        # Lookups still treat it as gone unless they ask for deleted ones.
+        with pytest.raises(grpc.RpcError) as refused:
+            clients.registry.GetCertificate(
+                registry_pb2.GetCertificateRequest(
+                    fingerprint_sha256=late.record.fingerprint_sha256
+                ),
+                timeout=30,
+            )
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = tessera(
+                [
+                    "revocations",
+                    "export",
+                    "--registry",
+                    old.address("registry"),
+                    "--out",
+                    str(export),
+                ]
+            )
+        assert code == 0
+        assert "wrote 2 revocations" in output.getvalue()
+
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(tmp_path / "new"),
+                "--passphrase-file",
+                str(passphrase_file),
+                "--no-fetch",
+                "--revocations",
+                str(export),
+            ]
+        )
+    assert code == 0, output.getvalue()
+    assert "re-applied 2 revocations" in output.getvalue()
+    with _running(_settings(tmp_path / "new")) as (_, clients):
+        revocations = _revoked(clients)
+        for gone in (early, late):
+            assert revocations[gone.record.fingerprint_sha256] == 1
+            verdict = clients.validate([gone.certificate, *gone.chain[:-1]], FRONTDOOR)
+            assert _REVOKED in verdict.reasons
 
 
 def test_revocation_unknown_to_backup_is_reported_not_lost_silently(
@@ -882,3 +961,341 @@ def test_forged_crl_is_ignored(tmp_path: Path, made_backup: Path) -> None:
         f"the signature of CRL file {crl_file} does not verify with its CA's key; "
         "ignored",
     )
+
+
+# Crafted archives ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_backup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One backup that the crafted archives below are made from."""
+    base = tmp_path_factory.mktemp("shared-backup")
+    settings = _settings(base / "old")
+    with _running(settings) as (_, clients):
+        clients.create_frontdoor(FRONTDOOR)
+        clients.issue(FRONTDOOR)
+        archive = base / "tessera.backup"
+        backup.create_backup(settings, archive, PASSPHRASE.encode())
+    return archive
+
+
+def _members(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive, "r:gz") as opened:
+        return {
+            info.name: opened.extractfile(info).read()  # type: ignore[union-attr]
+            for info in opened
+        }
+
+
+def _craft(
+    source: Path,
+    out: Path,
+    manifest: dict[str, Any] | None = None,
+    seal: bytes | None = None,
+    drop: tuple[str, ...] = (),
+    extra: tuple[tuple[tarfile.TarInfo, bytes | None], ...] = (),
+) -> Path:
+    """A copy of ``source`` with another manifest (sealed with the right
+    passphrase, as someone who knows it could), another seal, members left
+    out or added."""
+    members = _members(source)
+    if manifest is not None:
+        members[backup.MANIFEST] = backup._json_bytes(manifest)
+        members[backup.SEAL] = backup._seal(
+            members[backup.MANIFEST], PASSPHRASE.encode()
+        )
+    if seal is not None:
+        members[backup.SEAL] = seal
+    with tarfile.open(out, "w:gz") as crafted:
+        for name, content in members.items():
+            if name in drop:
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o600
+            crafted.addfile(info, io.BytesIO(content))
+        for info, content in extra:
+            crafted.addfile(info, None if content is None else io.BytesIO(content))
+    return out
+
+
+def _manifest(archive: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(_members(archive)[backup.MANIFEST])
+    return manifest
+
+
+_SCRYPT_OK = {"kdf": "scrypt", "n": 2**15, "r": 8, "p": 1}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {**_SCRYPT_OK, "r": 0},
+        {**_SCRYPT_OK, "n": 3},
+        {**_SCRYPT_OK, "n": -1},
+        # Without the check these take minutes and gigabytes.
+        {**_SCRYPT_OK, "p": 2**20},
+        {**_SCRYPT_OK, "n": 2**20, "r": 2**16},
+        {**_SCRYPT_OK, "n": 2**14},
+        {**_SCRYPT_OK, "r": True},
+        {**_SCRYPT_OK, "salt": "***"},
+        {**_SCRYPT_OK, "kdf": "argon2"},
+        [1, 2],
+    ],
+    ids=[
+        "r0",
+        "n3",
+        "n-negative",
+        "p-huge",
+        "r-huge",
+        "n-other",
+        "r-bool",
+        "salt-not-base64",
+        "other-kdf",
+        "not-an-object",
+    ],
+)
+def test_seal_with_other_parameters_is_refused_before_any_work(
+    tmp_path: Path, shared_backup: Path, fields: Any
+) -> None:
+    """The seal is read before the passphrase is checked, so it may not pick
+    scrypt's work: only the parameters Tessera writes are accepted."""
+    if isinstance(fields, dict):
+        fields = {
+            "salt": base64.b64encode(b"s" * 16).decode(),
+            "hmac_sha256": "00" * 32,
+            **fields,
+        }
+    crafted = _craft(
+        shared_backup, tmp_path / "crafted.backup", seal=json.dumps(fields).encode()
+    )
+    target = tmp_path / "new"
+    started = time.monotonic()
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert time.monotonic() - started < 10
+    assert "the backup's seal is damaged or not from this version" in message
+    assert not target.exists()
+
+
+def _link(name: str, kind: bytes, target: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE])
+def test_link_member_is_refused(
+    tmp_path: Path, shared_backup: Path, kind: bytes
+) -> None:
+    """A member the manifest lists that is a symbolic or hard link is refused."""
+    listed = next(name for name in _members(shared_backup) if name.startswith("ca/"))
+    crafted = _craft(
+        shared_backup,
+        tmp_path / "crafted.backup",
+        drop=(listed,),
+        extra=((_link(listed, kind, "/etc/passwd"), None),),
+    )
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"{listed!r} in {crafted} is not a regular file" in message
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("duplicated", ["ca", backup.MANIFEST])
+def test_duplicated_member_is_refused(
+    tmp_path: Path, shared_backup: Path, duplicated: str
+) -> None:
+    """A member held twice is refused as such (the second copy, not the
+    checked one, is what extraction would read)."""
+    members = _members(shared_backup)
+    name = next(member for member in members if member.startswith(duplicated))
+    info = tarfile.TarInfo(name)
+    info.size = len(members[name])
+    crafted = _craft(
+        shared_backup, tmp_path / "crafted.backup", extra=((info, members[name]),)
+    )
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"holds {name!r} more than once" in message
+    assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    "key_path",
+    [
+        "../../pwned.pem",
+        "/tmp/pwned-abs.pem",
+        "keys/../../pwned.pem",
+        "",
+        ".",
+        "keys/.hidden.pem",
+        "keys//a.pem",
+        "..\\..\\pwned.pem",
+        "keys/a\x00b.pem",
+        "restored-configuration/settings.json",
+        "restored-configuration",
+    ],
+)
+def test_sealed_manifest_with_unsafe_key_path_is_refused(
+    tmp_path: Path, shared_backup: Path, key_path: str
+) -> None:
+    """Even a manifest sealed with the passphrase may name key paths only
+    of safe parts, relative, outside the restored configuration."""
+    manifest = _manifest(shared_backup)
+    manifest["keys"][0]["path"] = key_path
+    crafted = _craft(shared_backup, tmp_path / "crafted.backup", manifest)
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"the key path {key_path!r} is" in message
+    assert "nothing was restored" in message
+    assert not target.exists()
+    assert not (tmp_path / "pwned.pem").exists()
+
+
+@pytest.mark.parametrize(
+    "key_path", ["tessera.db", "tessera.db-wal", "tessera.db-shm", "tessera.db/x.pem"]
+)
+def test_key_path_of_a_database_file_is_refused(
+    tmp_path: Path, shared_backup: Path, key_path: str
+) -> None:
+    """A key may not be written where the SQLite database, its WAL or its
+    shared memory file go."""
+    manifest = _manifest(shared_backup)
+    manifest["keys"][0]["path"] = key_path
+    crafted = _craft(shared_backup, tmp_path / "crafted.backup", manifest)
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"the key path {key_path!r}, which is where a database file" in message
+    assert not target.exists()
+
+
+def test_key_paths_that_collide_are_refused(
+    tmp_path: Path, shared_backup: Path
+) -> None:
+    """Two keys may not name one path, nor one key the directory of another."""
+    manifest = _manifest(shared_backup)
+    manifest["keys"][0]["path"] = manifest["keys"][1]["path"]
+    crafted = _craft(shared_backup, tmp_path / "twice.backup", manifest)
+    message = _restore(tmp_path, crafted, PASSPHRASE, tmp_path / "new")
+    assert "is named twice" in message
+    manifest["keys"][0]["path"] = "keys"
+    crafted = _craft(shared_backup, tmp_path / "nested.backup", manifest)
+    message = _restore(tmp_path, crafted, PASSPHRASE, tmp_path / "new")
+    assert "the key path 'keys' is a directory of another" in message
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (
+            lambda m: m["databases"][0].update(format="evil"),
+            "cannot be used (database format 'evil')",
+        ),
+        (
+            lambda m: m["databases"][0].update(components=["x"]),
+            "cannot be used (a database names unknown components)",
+        ),
+        (lambda m: m.update(keys=5), "lacks required fields"),
+        (lambda m: m["keys"][0].pop("of"), "cannot be used (an entry of keys lacks"),
+        (
+            lambda m: m["configuration"].append(dict(m["configuration"][0])),
+            "cannot be used (configuration members named twice or unknown)",
+        ),
+    ],
+    ids=["db-format", "components", "keys-not-list", "key-without-of", "config"],
+)
+def test_sealed_manifest_with_unusable_fields_is_refused(
+    tmp_path: Path, shared_backup: Path, change: Any, said: str
+) -> None:
+    """A sealed manifest whose fields the restore cannot use gets one
+    sentence, not a traceback, and nothing is written."""
+    manifest = _manifest(shared_backup)
+    change(manifest)
+    crafted = _craft(shared_backup, tmp_path / "crafted.backup", manifest)
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"the backup's manifest {said}" in message
+    assert not target.exists()
+
+
+def test_database_member_that_is_not_a_table_dump_is_refused(
+    tmp_path: Path, shared_backup: Path
+) -> None:
+    """A SQLite snapshot the sealed manifest calls a table dump fails to
+    load with one sentence, and what was written is removed again."""
+    manifest = _manifest(shared_backup)
+    manifest["databases"][0]["format"] = "jsonl"
+    crafted = _craft(shared_backup, tmp_path / "crafted.backup", manifest)
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"the table dump {manifest['databases'][0]['member']} cannot be" in message
+    assert not target.exists()
+
+
+def test_oversized_manifest_is_refused_without_reading_it_all(
+    tmp_path: Path, shared_backup: Path
+) -> None:
+    """A manifest of hundreds of megabytes (it compresses to little) is
+    refused once it passes the limit instead of being read into memory."""
+    bomb = tarfile.TarInfo(backup.MANIFEST)
+    bomb.size = backup.MAX_MANIFEST_BYTES + 1024
+    crafted = _craft(
+        shared_backup,
+        tmp_path / "crafted.backup",
+        drop=(backup.MANIFEST,),
+        extra=((bomb, b" " * bomb.size),),
+    )
+    target = tmp_path / "new"
+    message = _restore(tmp_path, crafted, PASSPHRASE, target)
+    assert f"manifest.json in {crafted} is larger than" in message
+    assert not target.exists()
+
+
+# Passphrase files and data directories ------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o620, 0o604])
+def test_passphrase_file_others_may_read_is_refused(
+    tmp_path: Path, shared_backup: Path, mode: int
+) -> None:
+    """As ssh does with keys, a passphrase file its group or others may read
+    or write is refused by create and restore."""
+    passphrase_file = _passphrase_file(tmp_path)
+    passphrase_file.chmod(mode)
+    expected = (
+        f"the passphrase file {passphrase_file} may be read or written by "
+        f"others (mode {mode:04o}); make it readable by you only (chmod 600 "
+        f"{passphrase_file})"
+    )
+    for arguments in (
+        ["backup", "create", "--out", str(tmp_path / "out.backup")],
+        ["backup", "restore", str(shared_backup), "--no-fetch"],
+    ):
+        errors = io.StringIO()
+        with contextlib.redirect_stderr(errors):
+            code = tessera(
+                [
+                    *arguments,
+                    "--data-dir",
+                    str(tmp_path / "data"),
+                    "--passphrase-file",
+                    str(passphrase_file),
+                ]
+            )
+        assert code == 2
+        assert expected in errors.getvalue()
+    assert not (tmp_path / "out.backup").exists()
+    assert not (tmp_path / "data").exists()
+
+
+def test_restore_into_a_regular_file_says_it_is_not_a_directory(
+    tmp_path: Path, shared_backup: Path
+) -> None:
+    """A --data-dir that is a file is named as such, and is left alone."""
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    message = _restore(tmp_path, shared_backup, PASSPHRASE, target)
+    assert f"the data directory {target} is not a directory" in message
+    assert target.read_text() == "mine"

@@ -138,14 +138,16 @@ class RecordCertificateRequest(_message.Message):
     def __init__(self, certificate: _Optional[bytes] = ..., frontdoor: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ..., description: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[str]] = ..., replaces_fingerprint: _Optional[str] = ...) -> None: ...
 
 class GetCertificateRequest(_message.Message):
-    __slots__ = ("fingerprint_sha256", "serial", "frontdoor_serial")
+    __slots__ = ("fingerprint_sha256", "serial", "frontdoor_serial", "include_deleted")
     FINGERPRINT_SHA256_FIELD_NUMBER: _ClassVar[int]
     SERIAL_FIELD_NUMBER: _ClassVar[int]
     FRONTDOOR_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_DELETED_FIELD_NUMBER: _ClassVar[int]
     fingerprint_sha256: str
     serial: SerialInIssuer
     frontdoor_serial: _common_pb2.SerialInFrontdoor
-    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[SerialInIssuer, _Mapping]] = ..., frontdoor_serial: _Optional[_Union[_common_pb2.SerialInFrontdoor, _Mapping]] = ...) -> None: ...
+    include_deleted: bool
+    def __init__(self, fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[SerialInIssuer, _Mapping]] = ..., frontdoor_serial: _Optional[_Union[_common_pb2.SerialInFrontdoor, _Mapping]] = ..., include_deleted: _Optional[bool] = ...) -> None: ...
 
 class SerialInIssuer(_message.Message):
     __slots__ = ("issuer_key_id", "serial_number")
