@@ -114,3 +114,23 @@ def key_type(public_key: PublicKeyTypes) -> str:
     if isinstance(public_key, ed448.Ed448PublicKey):
         return "Ed448"
     return type(public_key).__name__
+
+
+_CURVE_KEY_TYPES = {
+    "secp256r1": common_pb2.KEY_TYPE_EC_P256,
+    "secp384r1": common_pb2.KEY_TYPE_EC_P384,
+}
+
+
+def key_type_value(public_key: object) -> common_pb2.KeyType:
+    """The KeyType of a public key, or KEY_TYPE_UNSPECIFIED when Tessera's
+    policies know no such type (other curves, DSA, Ed448)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return common_pb2.KEY_TYPE_RSA
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return _CURVE_KEY_TYPES.get(
+            public_key.curve.name, common_pb2.KEY_TYPE_UNSPECIFIED
+        )
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return common_pb2.KEY_TYPE_ED25519
+    return common_pb2.KEY_TYPE_UNSPECIFIED

@@ -15,9 +15,10 @@ import unicodedata
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from services.common import certificate_facts as facts
 from services.common.errors import InvalidArgument, PolicyRefusal
 from tessera.common.v1 import common_pb2
 
@@ -32,10 +33,6 @@ _SUPPORTED_NAMES = (
     x509.RFC822Name,
     x509.IPAddress,
 )
-_CURVE_KEY_TYPES = {
-    "secp256r1": common_pb2.KEY_TYPE_EC_P256,
-    "secp384r1": common_pb2.KEY_TYPE_EC_P384,
-}
 _KEY_TYPE_WORDS = {
     common_pb2.KEY_TYPE_RSA: "RSA",
     common_pb2.KEY_TYPE_EC_P256: "ECDSA P-256",
@@ -149,15 +146,7 @@ def check_csr(
 
 def key_type_of(public_key: object) -> int:
     """The KeyType of a public key, or KEY_TYPE_UNSPECIFIED when unsupported."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return common_pb2.KEY_TYPE_RSA
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _CURVE_KEY_TYPES.get(
-            public_key.curve.name, common_pb2.KEY_TYPE_UNSPECIFIED
-        )
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return common_pb2.KEY_TYPE_ED25519
-    return common_pb2.KEY_TYPE_UNSPECIFIED
+    return facts.key_type_value(public_key)
 
 
 def _check_key(public_key: object, profile: common_pb2.IssuanceProfile) -> None:

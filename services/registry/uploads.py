@@ -25,7 +25,7 @@ from asn1crypto import pkcs12 as asn1_pkcs12
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 from sqlalchemy.orm import Session
@@ -89,10 +89,6 @@ _END_LINE = re.compile(rb"\s*-----END ([^-\r\n]*)-----\s*")
 _BASE64_LINE = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _MIN_BASE64_RUN = 16
 
-_CURVE_KEY_TYPES = {
-    "secp256r1": common_pb2.KEY_TYPE_EC_P256,
-    "secp384r1": common_pb2.KEY_TYPE_EC_P384,
-}
 _KEY_TYPE_WORDS = {
     common_pb2.KEY_TYPE_RSA: "RSA",
     common_pb2.KEY_TYPE_EC_P256: "EC P-256",
@@ -779,7 +775,7 @@ def _planned(
 def _lint_key(
     index: int, public_key: object, frontdoor: FrontdoorPolicy, found: _Found
 ) -> None:
-    key_type = _key_type_of(public_key)
+    key_type = facts.key_type_value(public_key)
     allowed = ", ".join(_KEY_TYPE_WORDS[k] for k in frontdoor.allowed_key_types)
     if key_type not in frontdoor.allowed_key_types:
         found(
@@ -909,18 +905,6 @@ def _has_revocation_information(certificate: x509.Certificate) -> bool:
         description.access_method == AuthorityInformationAccessOID.OCSP
         for description in access
     )
-
-
-def _key_type_of(public_key: object) -> common_pb2.KeyType:
-    if isinstance(public_key, rsa.RSAPublicKey):
-        return common_pb2.KEY_TYPE_RSA
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        return _CURVE_KEY_TYPES.get(
-            public_key.curve.name, common_pb2.KEY_TYPE_UNSPECIFIED
-        )
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        return common_pb2.KEY_TYPE_ED25519
-    return common_pb2.KEY_TYPE_UNSPECIFIED
 
 
 def _describe_key(public_key: object) -> str:
