@@ -54,6 +54,27 @@ def _settings(data_dir: Path, redis_url: str | None = None) -> Any:
     return suite_settings(data_dir, **extra)
 
 
+def _restore_command(
+    archive: Path, target: Path, passphrase_file: Path, *extra: str
+) -> tuple[int, str]:
+    """``tessera backup restore`` on an archive: exit code and standard output."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = tessera(
+            [
+                "backup",
+                "restore",
+                str(archive),
+                "--data-dir",
+                str(target),
+                "--passphrase-file",
+                str(passphrase_file),
+                *extra,
+            ]
+        )
+    return code, output.getvalue()
+
+
 @contextlib.contextmanager
 def _running(settings: Any) -> Iterator[tuple[Suite, Clients]]:
     suite = start_suite(settings)
@@ -187,23 +208,14 @@ def test_backup_during_issuance_restores_every_acknowledged_certificate(
         assert clients.validate([kept.certificate], FRONTDOOR).valid
 
         new_dir = tmp_path / "new"
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = tessera(
-                [
-                    "backup",
-                    "restore",
-                    str(archive),
-                    "--data-dir",
-                    str(new_dir),
-                    "--passphrase-file",
-                    str(passphrase_file),
-                    "--crl-base-url",
-                    f"http://{old.publication}",
-                ]
-            )
-        assert code == 0, output.getvalue()
-    shown = output.getvalue()
+        code, shown = _restore_command(
+            archive,
+            new_dir,
+            passphrase_file,
+            "--crl-base-url",
+            f"http://{old.publication}",
+        )
+        assert code == 0, shown
     assert "re-applied 1 revocations made after the backup" in shown
     assert revoked_after.record.serial_number in shown
     assert f"from CRL http://{old.publication}/crl/{key_id}.crl" in shown
@@ -326,24 +338,11 @@ def test_export_reapplies_revocation_of_certificate_issued_after_backup(
         )
 
     new_dir = tmp_path / "new"
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = tessera(
-            [
-                "backup",
-                "restore",
-                str(archive),
-                "--data-dir",
-                str(new_dir),
-                "--passphrase-file",
-                str(passphrase_file),
-                "--no-fetch",
-                "--revocations",
-                str(export),
-            ]
-        )
-    assert code == 0, output.getvalue()
-    assert "re-applied 1 revocations" in output.getvalue()
+    code, shown = _restore_command(
+        archive, new_dir, passphrase_file, "--no-fetch", "--revocations", str(export)
+    )
+    assert code == 0, shown
+    assert "re-applied 1 revocations" in shown
 
     with _running(_settings(new_dir)) as (_, clients):
         verdict = clients.validate([late.certificate, *late.chain[:-1]], FRONTDOOR)
@@ -420,24 +419,16 @@ def test_export_carries_revoked_certificates_deleted_since(tmp_path: Path) -> No
         assert code == 0
         assert "wrote 2 revocations" in output.getvalue()
 
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = tessera(
-            [
-                "backup",
-                "restore",
-                str(archive),
-                "--data-dir",
-                str(tmp_path / "new"),
-                "--passphrase-file",
-                str(passphrase_file),
-                "--no-fetch",
-                "--revocations",
-                str(export),
-            ]
-        )
-    assert code == 0, output.getvalue()
-    assert "re-applied 2 revocations" in output.getvalue()
+    code, shown = _restore_command(
+        archive,
+        tmp_path / "new",
+        passphrase_file,
+        "--no-fetch",
+        "--revocations",
+        str(export),
+    )
+    assert code == 0, shown
+    assert "re-applied 2 revocations" in shown
     with _running(_settings(tmp_path / "new")) as (_, clients):
         revocations = _revoked(clients)
         for gone in (early, late):
@@ -470,24 +461,16 @@ def test_revocation_unknown_to_backup_is_reported_not_lost_silently(
         assert crl is not None
         (crl_dir / "payments.crl").write_bytes(crl.public_bytes(Encoding.DER))
 
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = tessera(
-            [
-                "backup",
-                "restore",
-                str(archive),
-                "--data-dir",
-                str(tmp_path / "new"),
-                "--passphrase-file",
-                str(passphrase_file),
-                "--no-fetch",
-                "--crl-dir",
-                str(crl_dir),
-            ]
-        )
+    code, shown = _restore_command(
+        archive,
+        tmp_path / "new",
+        passphrase_file,
+        "--no-fetch",
+        "--crl-dir",
+        str(crl_dir),
+    )
     assert code == 1
-    assert f"NOT APPLIED  {key_id} {late.record.serial_number}" in output.getvalue()
+    assert f"NOT APPLIED  {key_id} {late.record.serial_number}" in shown
 
 
 def test_restore_warns_that_uploaded_revocations_need_an_export(
@@ -520,23 +503,11 @@ def test_restore_warns_that_uploaded_revocations_need_an_export(
         assert tessera([*command, "--out", str(export)]) == 0
 
     def restored(target: Path, *extra: str) -> str:
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = tessera(
-                [
-                    "backup",
-                    "restore",
-                    str(archive),
-                    "--data-dir",
-                    str(target),
-                    "--passphrase-file",
-                    str(passphrase_file),
-                    "--no-fetch",
-                    *extra,
-                ]
-            )
-        assert code == 0, output.getvalue()
-        return output.getvalue()
+        code, shown = _restore_command(
+            archive, target, passphrase_file, "--no-fetch", *extra
+        )
+        assert code == 0, shown
+        return shown
 
     warning = "re-applied only from a 'tessera revocations export'"
     without = restored(tmp_path / "without")
