@@ -76,6 +76,7 @@ from services.common.errors import NotFound, TesseraError, Unavailable
 from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
 from services.common.logging import get_logger
+from services.issuer import ocsp_responses
 from services.issuer.authority import (
     INTERMEDIATE,
     CertificateAuthority,
@@ -898,7 +899,7 @@ class OcspResponder:
         self._refreshes = concurrent.futures.ThreadPoolExecutor(
             max_workers=_REFRESH_WORKERS, thread_name_prefix="ocsp-refresh"
         )
-        self._prefixes = _BuilderPrefixes()
+        self._templates = _Templates()
         self._issuers: dict[tuple[str, bytes, bytes], str] = {}
         self._issuers_read_at: dt.datetime | None = None
         self._issuers_lock = threading.Lock()
@@ -1001,7 +1002,7 @@ class OcspResponder:
         if next_update <= this_update:
             return None
         response = _sign_one(
-            self._prefixes,
+            self._templates,
             signer,
             cert_id,
             known[0],
@@ -1483,7 +1484,7 @@ class OcspResponder:
             and cert_ids[0].serial_number > 0
         ):
             der = _sign_one(
-                self._prefixes,
+                self._templates,
                 signer,
                 cert_ids[0],
                 statuses[0],
@@ -1534,7 +1535,7 @@ class OcspResponder:
 
 
 def _sign_one(
-    prefixes: _BuilderPrefixes,
+    templates: _Templates,
     signer: ResponseSigner,
     cert_id: CertIdRequest,
     status: CertificateStatus,
@@ -1542,59 +1543,80 @@ def _sign_one(
     next_update: dt.datetime,
     nonce: bytes | None,
 ) -> bytes:
-    """A response about one certificate, written and signed by
-    cryptography's OCSP builder (much faster than asn1crypto's classes)."""
+    """A response about one certificate: from this second's template for
+    it (see ``ocsp_responses``), or, when as many templates as are kept
+    exist already this second, written and signed by cryptography's OCSP
+    builder (slower, but one signature, not two)."""
     assert signer.private_key is not None
     assert signer.responder is not None
     assert signer.signature_hash is not None
-    builder = prefixes.builder(
-        signer.responder, cert_id, status, this_update, next_update
+    found = templates.find(signer, cert_id, status, this_update, next_update)
+    if found is None:
+        builder = _response_prefix(
+            signer.responder, cert_id, status, this_update, next_update
+        ).certificates([signer.responder])
+        if nonce is not None:
+            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+        response = builder.sign(signer.private_key, signer.signature_hash)
+        return response.public_bytes(Encoding.DER)
+    if nonce is None:
+        return found.plain
+    return ocsp_responses.with_nonce(
+        found, nonce, signer.private_key, signer.signature_hash
     )
-    if nonce is not None:
-        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-    response = builder.sign(signer.private_key, signer.signature_hash)
-    return response.public_bytes(Encoding.DER)
 
 
-class _BuilderPrefixes:
-    """OCSP response builders holding everything but the nonce, for the
-    current second: responses with a nonce for the same certificate within
-    one second differ only in it (thisUpdate and producedAt have whole
-    seconds), and cryptography's builders are immutable, so a prefix is
-    reused by every thread and each response is still signed on its own."""
+class _Templates:
+    """This second's response templates (``ocsp_responses``), one per
+    responder, certificate and status: responses within one second differ
+    only in their nonce and signature (thisUpdate and producedAt have whole
+    seconds). Shared by every thread; a template is immutable."""
 
     _CAPACITY = 1024
 
     def __init__(self) -> None:
         self._this_update: dt.datetime | None = None
-        self._builders: dict[object, x509_ocsp.OCSPResponseBuilder] = {}
+        self._templates: dict[object, ocsp_responses.ResponseTemplate] = {}
 
-    def builder(
+    def find(
         self,
-        responder: x509.Certificate,
+        signer: ResponseSigner,
         cert_id: CertIdRequest,
         status: CertificateStatus,
         this_update: dt.datetime,
         next_update: dt.datetime,
-    ) -> x509_ocsp.OCSPResponseBuilder:
+    ) -> ocsp_responses.ResponseTemplate | None:
+        """The template, made (and signed) now if there is none yet; None
+        when this second has as many as are kept."""
+        assert signer.private_key is not None
+        assert signer.responder is not None
+        assert signer.signature_hash is not None
         # The responder by identity: hashing and comparing a Certificate
         # walks all its parsed fields, some microseconds on every response.
-        # The kept builder holds the certificate, so its id is not reused
+        # The kept template holds the certificate, so its id is not reused
         # while the entry lives.
-        key = (id(responder), cert_id, status, this_update, next_update)
-        builders = self._builders
+        key = (id(signer.responder), cert_id, status, this_update, next_update)
+        templates = self._templates
         if self._this_update != this_update:
             # A new second: what was kept cannot be used any more.
-            builders = {}
-            self._builders = builders
+            templates = {}
+            self._templates = templates
             self._this_update = this_update
-        found = builders.get(key)
+        found = templates.get(key)
         if found is not None:
             return found
-        built = _response_prefix(responder, cert_id, status, this_update, next_update)
-        if len(builders) < self._CAPACITY:
-            builders[key] = built
-        return built
+        if len(templates) >= self._CAPACITY:
+            return None
+        found = ocsp_responses.template(
+            _response_prefix(
+                signer.responder, cert_id, status, this_update, next_update
+            ),
+            signer.responder,
+            signer.private_key,
+            signer.signature_hash,
+        )
+        templates[key] = found
+        return found
 
 
 def _response_prefix(
@@ -1629,7 +1651,6 @@ def _response_prefix(
             ),
         )
         .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, responder)
-        .certificates([responder])
     )
 
 
