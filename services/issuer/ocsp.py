@@ -1552,7 +1552,7 @@ def _sign_one(
     assert signer.signature_hash is not None
     found = templates.find(signer, cert_id, status, this_update, next_update)
     if found is None:
-        builder = _response_prefix(
+        builder = _response_builder(
             signer.responder, cert_id, status, this_update, next_update
         ).certificates([signer.responder])
         if nonce is not None:
@@ -1608,7 +1608,7 @@ class _Templates:
         if len(templates) >= self._CAPACITY:
             return None
         found = ocsp_responses.template(
-            _response_prefix(
+            _response_builder(
                 signer.responder, cert_id, status, this_update, next_update
             ),
             signer.responder,
@@ -1619,7 +1619,7 @@ class _Templates:
         return found
 
 
-def _response_prefix(
+def _response_builder(
     responder: x509.Certificate,
     cert_id: CertIdRequest,
     status: CertificateStatus,

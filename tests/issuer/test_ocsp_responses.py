@@ -167,7 +167,7 @@ def test_template_responses_say_what_the_builder_says(
         for _ in range(2)
     ]
 
-    builder = responder_module._response_prefix(
+    builder = responder_module._response_builder(
         certificate, cert_id, status, NOW, NEXT_UPDATE
     ).certificates([certificate])
     if nonce is not None:
