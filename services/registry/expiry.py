@@ -46,11 +46,12 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import sqlalchemy as sa
 import tenacity
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.common import certificate_facts as facts
@@ -90,6 +91,8 @@ _STOP_POLL_SECONDS = 0.1
 _MAX_CHAIN_DEPTH = 8
 # Existing notifications are looked up this many certificates at a time.
 _LOOKUP_BATCH = 500
+# Expiry warnings claimed in one write transaction.
+_CLAIM_BATCH = 500
 _DAY = dt.timedelta(days=1)
 
 _log = get_logger(__name__)
@@ -442,26 +445,29 @@ class ExpiryMonitor:
         self._report_metrics(inside, windows, now)
 
         # Step 3: claim, then log; the claim is what makes it exactly once.
+        # Claims are written a batch to a transaction, each batch logged once
+        # it is committed: one commit a warning made a first pass over a
+        # million records take minutes on PostgreSQL.
         claimed: list[tuple[str, int]] = []
-        for candidate, window_days in due:
-            notification = self._claim(candidate, window_days, now)
-            if notification is None:
-                continue
-            claimed.append((candidate.fingerprint, window_days))
-            _log.warning(
-                "certificate chain expires within its warning window",
-                notification_id=notification,
-                fingerprint=candidate.fingerprint,
-                frontdoor=candidate.frontdoor,
-                kind=candidate.kind,
-                name=candidate.name,
-                subject=candidate.subject,
-                window_days=window_days,
-                not_valid_after=candidate.not_valid_after.isoformat(),
-                chain_not_valid_after=candidate.chain.not_valid_after.isoformat(),
-                limited_by=candidate.chain.limited_by,
-            )
-            metrics.EXPIRY_NOTIFICATIONS.labels(sink="log", outcome="sent").inc()
+        for start in range(0, len(due), _CLAIM_BATCH):
+            for candidate, window_days, notification in self._claim(
+                due[start : start + _CLAIM_BATCH], now
+            ):
+                claimed.append((candidate.fingerprint, window_days))
+                _log.warning(
+                    "certificate chain expires within its warning window",
+                    notification_id=notification,
+                    fingerprint=candidate.fingerprint,
+                    frontdoor=candidate.frontdoor,
+                    kind=candidate.kind,
+                    name=candidate.name,
+                    subject=candidate.subject,
+                    window_days=window_days,
+                    not_valid_after=candidate.not_valid_after.isoformat(),
+                    chain_not_valid_after=candidate.chain.not_valid_after.isoformat(),
+                    limited_by=candidate.chain.limited_by,
+                )
+                metrics.EXPIRY_NOTIFICATIONS.labels(sink="log", outcome="sent").inc()
 
         # Step 4: the webhook, for the notifications still pending, once
         # every new one above is recorded and logged, so a receiver that
@@ -477,29 +483,42 @@ class ExpiryMonitor:
         )
 
     def _claim(
-        self, candidate: _Candidate, window_days: int, now: dt.datetime
-    ) -> int | None:
-        """Write the notification; its id, or None when it was claimed before."""
+        self, due: list[tuple[_Candidate, int]], now: dt.datetime
+    ) -> list[tuple[_Candidate, int, int]]:
+        """Write the notifications of ``due`` in one transaction; those
+        written, with their ids. One claimed before (by a replica that took
+        the lease over) is left out: the unique constraint on certificate
+        and window turns its insert into nothing."""
         state = "pending" if self._webhook is not None else "delivered"
-        try:
-            with self._database.writing() as session:
-                row = ExpiryNotificationRow(
-                    certificate_id=candidate.certificate_id,
-                    window_days=window_days,
-                    chain_not_valid_after=candidate.chain.not_valid_after,
-                    state=state,
-                    payload="",
-                    created_at=now,
-                    delivered_at=None if self._webhook is not None else now,
+        written = []
+        with self._database.writing() as session:
+            insert = _insert_ignoring_conflicts(session)
+            for candidate, window_days in due:
+                notification = session.scalar(
+                    insert(ExpiryNotificationRow)
+                    .values(
+                        certificate_id=candidate.certificate_id,
+                        window_days=window_days,
+                        chain_not_valid_after=candidate.chain.not_valid_after,
+                        state=state,
+                        payload="",
+                        created_at=now,
+                        delivered_at=None if self._webhook is not None else now,
+                    )
+                    .on_conflict_do_nothing(
+                        index_elements=["certificate_id", "window_days"]
+                    )
+                    .returning(ExpiryNotificationRow.id)
                 )
-                session.add(row)
-                session.flush()
-                row.payload = _payload(row.id, candidate, window_days, now)
-                session.flush()
-                return row.id
-        except IntegrityError:
-            # Another pass (a replica that took the lease over) claimed it.
-            return None
+                if notification is None:
+                    continue
+                session.execute(
+                    sa.update(ExpiryNotificationRow)
+                    .where(ExpiryNotificationRow.id == notification)
+                    .values(payload=_payload(notification, candidate, window_days, now))
+                )
+                written.append((candidate, window_days, notification))
+        return written
 
     async def _deliver_pending(self, webhook: WebhookSink) -> tuple[int, int]:
         """Deliver pending notifications, oldest first, a few at a time.
@@ -715,6 +734,14 @@ def open_monitor(
     if config.expiry_webhook_budget_seconds is not None:
         budget = min(budget, dt.timedelta(seconds=config.expiry_webhook_budget_seconds))
     return ExpiryMonitor(database, clock, lease, webhook, budget)
+
+
+def _insert_ignoring_conflicts(session: Session) -> Any:
+    """The INSERT construct of the session's database, whose
+    ``on_conflict_do_nothing`` SQLite and PostgreSQL both have."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _frontdoor_windows(session: Session) -> dict[str, tuple[int, ...]]:

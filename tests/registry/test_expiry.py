@@ -37,6 +37,7 @@ from services.common.config import ConfigError, RegistryConfig
 from services.common.database import Database
 from services.common.leases import Lease
 from services.common.logging import configure_logging
+from services.registry import expiry as expiry_module
 from services.registry.expiry import (
     LEASE_NAME,
     SIGNATURE_HEADER,
@@ -688,6 +689,53 @@ def test_a_replica_without_the_lease_does_nothing(
     database.dispose()
     assert report is not None
     assert report.claimed == ((record.fingerprint_sha256, 7),)
+
+
+def test_warnings_claimed_by_another_replica_are_left_out_of_a_batch(
+    monitored: Monitored, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims are written in batches, one transaction each: a warning that
+    another replica claimed meanwhile (its lease lapsed while this pass
+    read the candidates) is skipped, and the rest of its batch is still
+    claimed, logged and sent, each exactly once."""
+    monkeypatch.setattr(expiry_module, "_CLAIM_BATCH", 2)
+    clients = monitored.clients
+    assert clients is not None
+    clients.create_frontdoor("shop")
+    records = [clients.issue("shop").record for _ in range(5)]
+    monitored.move_to(not_valid_after(records[0]) - 6 * DAY)
+    database = Database(monitored.database_url)
+    with database.writing() as session:
+        certificate_id = session.scalar(
+            sa.select(CertificateRow.id).where(
+                CertificateRow.fingerprint == records[2].fingerprint_sha256
+            )
+        )
+        session.add(
+            ExpiryNotificationRow(
+                certificate_id=certificate_id,
+                window_days=7,
+                chain_not_valid_after=monitored.clock.now() + 6 * DAY,
+                state="delivered",
+                payload="{}",
+                created_at=monitored.clock.now(),
+                delivered_at=monitored.clock.now(),
+            )
+        )
+    monitor = open_monitor(
+        database, monitored.clock, RegistryConfig(**monitored.registry_settings)
+    )
+    report = monitor.run_once()
+    again = monitor.run_once()
+    database.dispose()
+
+    assert report is not None
+    expected = {(r.fingerprint_sha256, 7) for i, r in enumerate(records) if i != 2}
+    assert set(report.claimed) == expected
+    assert len(report.claimed) == 4
+    assert again is not None
+    assert again.claimed == ()
+    assert receiver.windows() == dict.fromkeys(expected, 1)
 
 
 # Settings ---------------------------------------------------------------------------
