@@ -46,7 +46,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import sqlalchemy as sa
@@ -489,36 +489,52 @@ class ExpiryMonitor:
         written, with their ids. One claimed before (by a replica that took
         the lease over) is left out: the unique constraint on certificate
         and window turns its insert into nothing."""
-        state = "pending" if self._webhook is not None else "delivered"
-        written = []
+        if not due:
+            return []
+        pending = self._webhook is not None
+        table = cast(sa.Table, ExpiryNotificationRow.__table__)
         with self._database.writing() as session:
-            insert = _insert_ignoring_conflicts(session)
-            for candidate, window_days in due:
-                notification = session.scalar(
-                    insert(ExpiryNotificationRow)
-                    .values(
-                        certificate_id=candidate.certificate_id,
-                        window_days=window_days,
-                        chain_not_valid_after=candidate.chain.not_valid_after,
-                        state=state,
-                        payload="",
-                        created_at=now,
-                        delivered_at=None if self._webhook is not None else now,
-                    )
-                    .on_conflict_do_nothing(
-                        index_elements=["certificate_id", "window_days"]
-                    )
-                    .returning(ExpiryNotificationRow.id)
+            written = session.execute(
+                _insert_ignoring_conflicts(session)(table)
+                .on_conflict_do_nothing(
+                    index_elements=["certificate_id", "window_days"]
                 )
-                if notification is None:
-                    continue
+                .returning(table.c.id, table.c.certificate_id, table.c.window_days),
+                [
+                    {
+                        "certificate_id": candidate.certificate_id,
+                        "window_days": window_days,
+                        "chain_not_valid_after": candidate.chain.not_valid_after,
+                        "state": "pending" if pending else "delivered",
+                        "payload": "",
+                        "created_at": now,
+                        "delivered_at": None if pending else now,
+                    }
+                    for candidate, window_days in due
+                ],
+            ).all()
+            ids = {(row.certificate_id, row.window_days): row.id for row in written}
+            claimed = [
+                (candidate, window_days, ids[candidate.certificate_id, window_days])
+                for candidate, window_days in due
+                if (candidate.certificate_id, window_days) in ids
+            ]
+            if claimed:
+                # The body names the notification, so it is written once
+                # the id is known.
                 session.execute(
-                    sa.update(ExpiryNotificationRow)
-                    .where(ExpiryNotificationRow.id == notification)
-                    .values(payload=_payload(notification, candidate, window_days, now))
+                    sa.update(table)
+                    .where(table.c.id == sa.bindparam("notification"))
+                    .values(payload=sa.bindparam("body")),
+                    [
+                        {
+                            "notification": notification,
+                            "body": _payload(notification, candidate, window_days, now),
+                        }
+                        for candidate, window_days, notification in claimed
+                    ],
                 )
-                written.append((candidate, window_days, notification))
-        return written
+        return claimed
 
     async def _deliver_pending(self, webhook: WebhookSink) -> tuple[int, int]:
         """Deliver pending notifications, oldest first, a few at a time.
