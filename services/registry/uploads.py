@@ -566,7 +566,9 @@ def _lint_certificate(
     key_refused = found.errors > before
 
     # What it is for.
-    if not is_ca:
+    if is_ca:
+        _lint_ca_usage(index, certificate, found)
+    else:
         _lint_client_usage(index, certificate, found, key_checked=key_refused)
     if role is Role.PINNED:
         found(
@@ -796,6 +798,30 @@ def _lint_key(
             f"{frontdoor.name!r} requires at least {frontdoor.min_rsa_bits}",
             index,
         )
+
+
+def _lint_ca_usage(index: int, certificate: x509.Certificate, found: _Found) -> None:
+    """A CA certificate must say it signs certificates (RFC 5280 section
+    4.2.1.3): the validator refuses every chain through one that does not,
+    so a trust anchor without it would refuse all its certificates."""
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        problem = "has no keyUsage extension"
+    except ValueError:
+        problem = "has a keyUsage extension that cannot be read"
+    else:
+        if usage.key_cert_sign:
+            return
+        problem = "has a keyUsage without keyCertSign"
+    found(
+        Severity.ERROR,
+        "ca-cannot-sign-certificates",
+        f"the CA certificate {problem} (RFC 5280 section 4.2.1.3), so the "
+        "validator would refuse every certificate it issued; issue it again "
+        "with keyUsage = critical, keyCertSign, cRLSign",
+        index,
+    )
 
 
 def _lint_client_usage(

@@ -41,9 +41,10 @@ def make_ca(
     name: str = "Example Org Root",
     issuer: Issued | None = None,
     key: Any = None,
+    key_cert_sign: bool | None = True,
 ) -> Issued:
     """An organisation CA made with cryptography: a root, or an intermediate
-    under ``issuer``."""
+    under ``issuer``; ``key_cert_sign`` None leaves keyUsage out."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     signer_key = issuer.key if issuer else key
@@ -58,20 +59,6 @@ def make_ca(
         .not_valid_after(now() + dt.timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        )
-        .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
         )
         .add_extension(
@@ -79,6 +66,21 @@ def make_ca(
             False,
         )
     )
+    if key_cert_sign is not None:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=key_cert_sign,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            True,
+        )
     if issuer is not None:
         builder = builder.add_extension(_crl_points(), False)
     return Issued(builder.sign(signer_key, hashes.SHA256()), key)

@@ -917,6 +917,20 @@ def make_ca(
     ).add_extension(
         x509.BasicConstraints(ca=True, path_length=path_length), critical=True
     )
+    builder = builder.add_extension(
+        x509.KeyUsage(
+            digital_signature=False,
+            content_commitment=False,
+            key_encipherment=False,
+            data_encipherment=False,
+            key_agreement=False,
+            key_cert_sign=True,
+            crl_sign=True,
+            encipher_only=False,
+            decipher_only=False,
+        ),
+        critical=True,
+    )
     if issuer is not None:
         builder = builder.add_extension(_aki(issuer), critical=False)
     return Ca(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)

@@ -400,6 +400,32 @@ def test_uploaded_client_certificate_needs_a_known_ca(running: Running) -> None:
     assert "incomplete-chain" in _codes(running.upload(stranger.der), ERROR)
 
 
+@pytest.mark.parametrize(
+    "key_cert_sign", [None, False], ids=["no-key-usage", "no-key-cert-sign"]
+)
+def test_a_ca_that_cannot_sign_certificates_is_refused(
+    running: Running, key_cert_sign: bool | None
+) -> None:
+    """A CA certificate without keyUsage keyCertSign (openssl's default
+    for a plain ``req -x509``) would make the validator refuse everything
+    under it: the lint refuses it, naming the CA, and stores nothing."""
+    ca = make_ca(key_cert_sign=key_cert_sign)
+    client = make_client(ca)
+    counts = running.row_counts()
+
+    for data in (ca.der, ca.pem + client.pem):
+        refused = running.upload(data)
+        assert not refused.stored
+        findings = [
+            f for f in refused.findings if f.code == "ca-cannot-sign-certificates"
+        ]
+        assert len(findings) == 1
+        assert findings[0].severity == ERROR
+        assert findings[0].fingerprint_sha256 == ca.fingerprint
+        assert "keyCertSign" in findings[0].message
+        assert running.row_counts() == counts
+
+
 # Pins ------------------------------------------------------------------------
 
 
