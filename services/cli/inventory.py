@@ -44,7 +44,7 @@ ORIGINS = {
     "issued": common_pb2.CERTIFICATE_ORIGIN_ISSUED,
     "uploaded": common_pb2.CERTIFICATE_ORIGIN_UPLOADED,
 }
-_STATUS_WORDS = {value: word for word, value in STATUSES.items()}
+STATUS_WORDS = {value: word for word, value in STATUSES.items()}
 _KIND_WORDS = {value: word for word, value in KINDS.items()}
 
 
@@ -180,7 +180,7 @@ def cert_list(options: argparse.Namespace, registry: Any) -> int:
                 # The first 16 hex digits tell certificates apart on screen;
                 # --json shows the whole fingerprint the other commands take.
                 record.fingerprint_sha256[:16],
-                _STATUS_WORDS.get(record.status, "?"),
+                STATUS_WORDS.get(record.status, "?"),
                 _KIND_WORDS.get(record.kind, "?"),
                 record.frontdoor or "-",
                 record.environment or "-",
@@ -376,7 +376,7 @@ def cert_impact(options: argparse.Namespace, registry: Any) -> int:
             ["STATUS", "FRONTDOOR", "NOT AFTER", "SERIAL", "NAME"],
             [
                 [
-                    _STATUS_WORDS.get(c.status, "?"),
+                    STATUS_WORDS.get(c.status, "?"),
                     c.frontdoor or "-",
                     _when(c.not_valid_after),
                     c.serial_number,

@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from services.cli import inventory as cli_inventory
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
 
@@ -34,6 +35,13 @@ def add_unused_command(
     )
     unused.add_argument("--frontdoor", help="only this frontdoor's certificates")
     unused.add_argument(
+        "--status",
+        choices=[*sorted(cli_inventory.STATUSES), "any"],
+        default="active",
+        help="only certificates in this status (default active: revoked, "
+        "expired and replaced ones are no longer expected to be used)",
+    )
+    unused.add_argument(
         "--limit",
         type=_count,
         default=100,
@@ -49,6 +57,8 @@ def _cert_unused(options: argparse.Namespace, registry: Any) -> int:
         page_size=_PAGE_SIZE,
         usage=registry_pb2.USAGE_FILTER_NEVER_USED,
     )
+    if options.status != "any":
+        request.status = cli_inventory.STATUSES[options.status]  # type: ignore[assignment]
     records: list[common_pb2.CertificateRecord] = []
     more = False
     while True:
@@ -74,11 +84,12 @@ def _cert_unused(options: argparse.Namespace, registry: Any) -> int:
             rows.append(row)
         print(json.dumps({"certificates": rows, "more": more}, indent=2))
         return 0
-    print(f"{'FRONTDOOR':<16} {'SERIAL':<41} {'NOT AFTER':<20} SUBJECT")
+    print(f"{'STATUS':<10} {'FRONTDOOR':<16} {'SERIAL':<41} {'NOT AFTER':<20} SUBJECT")
     for record in records:
         not_after = record.not_valid_after.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+        status = cli_inventory.STATUS_WORDS.get(record.status, "?")
         print(
-            f"{record.frontdoor or '-':<16} {record.serial_number:<41} "
+            f"{status:<10} {record.frontdoor or '-':<16} {record.serial_number:<41} "
             f"{not_after:<20} {record.subject}"
         )
     if more:

@@ -155,7 +155,8 @@ def test_cert_unused_lists_client_certificates_no_validator_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The accepted certificate is missing from the list once reported; the
-    one never presented is there; intermediates are not listed."""
+    one never presented is there; intermediates are not listed, nor revoked
+    certificates unless asked for."""
     suite = start_suite(
         suite_settings(tmp_path / "data", validator={"usage_report_seconds": 3600})
     )
@@ -166,6 +167,8 @@ def test_cert_unused_lists_client_certificates_no_validator_reported(
         clients.create_frontdoor("payments")
         used = clients.issue("payments")
         unused = clients.issue("payments")
+        revoked = clients.issue("payments")
+        clients.revoke(revoked.record.fingerprint_sha256)
         assert clients.validate([used.certificate], "payments").valid
         assert suite.usage_reporter is not None
         assert suite.usage_reporter.flush() == 1
@@ -181,6 +184,8 @@ def test_cert_unused_lists_client_certificates_no_validator_reported(
         table = capsys.readouterr().out
         assert main([*_addresses(suite), "cert", "unused", "--json"]) == 0
         listed = capsys.readouterr().out
+        assert main([*_addresses(suite), "cert", "unused", "--status", "any"]) == 0
+        any_status = capsys.readouterr().out
     finally:
         clients.close()
         suite.stop()
@@ -192,3 +197,9 @@ def test_cert_unused_lists_client_certificates_no_validator_reported(
     assert not any(serial in table for serial in intermediates)
     assert unused.record.fingerprint_sha256 in listed
     assert used.record.fingerprint_sha256 not in listed
+    # Revoked certificates are no longer expected to be used: listed only
+    # when asked for.
+    assert revoked.record.serial_number not in table
+    assert revoked.record.fingerprint_sha256 not in listed
+    assert revoked.record.serial_number in any_status
+    assert unused.record.serial_number in any_status
