@@ -67,23 +67,26 @@ def make_ca(
         )
     )
     if key_cert_sign is not None:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=key_cert_sign,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            True,
-        )
+        builder = builder.add_extension(ca_key_usage(key_cert_sign), True)
     if issuer is not None:
         builder = builder.add_extension(_crl_points(), False)
     return Issued(builder.sign(signer_key, hashes.SHA256()), key)
+
+
+def ca_key_usage(key_cert_sign: bool = True) -> x509.KeyUsage:
+    """A CA's keyUsage: certificates (unless ``key_cert_sign`` is False),
+    CRLs and digital signatures."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=key_cert_sign,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _crl_points() -> x509.CRLDistributionPoints:

@@ -50,6 +50,7 @@ from services.registry.models import CertificateRow, ExpiryNotificationRow
 from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
 from tessera.registry.v1 import registry_pb2
+from tests.registry.pki import ca_key_usage
 from tests.registry.test_store import Ca, _aki, _builder, make_client, make_root
 from tests.support import (
     Clients,
@@ -917,20 +918,7 @@ def make_ca(
     ).add_extension(
         x509.BasicConstraints(ca=True, path_length=path_length), critical=True
     )
-    builder = builder.add_extension(
-        x509.KeyUsage(
-            digital_signature=False,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=True,
-            encipher_only=False,
-            decipher_only=False,
-        ),
-        critical=True,
-    )
+    builder = builder.add_extension(ca_key_usage(), critical=True)
     if issuer is not None:
         builder = builder.add_extension(_aki(issuer), critical=False)
     return Ca(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
