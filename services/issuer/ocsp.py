@@ -154,6 +154,10 @@ _STATUS = "status"
 _REFRESH_AHEAD = 0.25
 # Background refreshes run at most this many at once.
 _REFRESH_WORKERS = 2
+# A thread waits at most this long for a lookup another thread runs (each
+# of its registry and Redis calls has a timeout well below it), then
+# answers tryLater.
+_FLIGHT_WAIT_SECONDS = 10.0
 _T = TypeVar("_T")
 _log = get_logger(__name__)
 
@@ -804,9 +808,19 @@ class OcspAnswer:
 
 
 class SharedLookup:
-    """One lookup in progress; requests for the same thing await it."""
+    """One lookup in progress; requests for the same thing await it.
 
-    __slots__ = ("future", "key", "stale")
+    A lookup is claimed before it runs (by a request on the event loop that
+    has yet to get a thread, or by a background refresh that has yet to get
+    a worker), so that requests arriving meanwhile await it instead of
+    starting their own. Whichever thread needs it first runs it, its
+    claimant or not (``started``, set under the responder's memory lock):
+    a thread waits only for a lookup running in another thread, never for
+    one whose claimant is still queued, possibly behind the very threads
+    that would wait for it.
+    """
+
+    __slots__ = ("future", "key", "stale", "started")
 
     def __init__(self, key: CacheKey) -> None:
         self.key = key
@@ -814,6 +828,7 @@ class SharedLookup:
         # Set by a revocation of the certificate: the result still goes to
         # the requests waiting for it, but is not kept.
         self.stale = False
+        self.started = False
 
 
 def failed_lookup(error: BaseException) -> OcspAnswer:
@@ -894,8 +909,6 @@ class OcspResponder:
         # Guards the three stores above and the lookups in flight.
         self._memory_lock = threading.Lock()
         self._flights: dict[CacheKey, SharedLookup] = {}
-        # The lookup the request on this thread claimed (``respond``).
-        self._claims = threading.local()
         self._refreshes = concurrent.futures.ThreadPoolExecutor(
             max_workers=_REFRESH_WORKERS, thread_name_prefix="ocsp-refresh"
         )
@@ -943,11 +956,16 @@ class OcspResponder:
         return None, claim
 
     def abandon(self, claim: SharedLookup) -> None:
-        """Release a claimed lookup that did not run: whoever awaits it
-        looks again."""
-        if not claim.future.done():
-            self._land(claim.key, claim)
-            claim.future.set_result(None)
+        """Release a claimed lookup that nobody ran: whoever awaits it (on
+        the event loop) looks again. One that a thread runs or ran is left
+        to finish."""
+        with self._memory_lock:
+            if claim.started:
+                return
+            claim.started = True
+            if self._flights.get(claim.key) is claim:
+                del self._flights[claim.key]
+        claim.future.set_result(None)
 
     def _lookup_key(self, der: bytes) -> CacheKey | None:
         key = self._request_keys.get(der)
@@ -1015,8 +1033,7 @@ class OcspResponder:
     def respond(self, der: bytes, claim: SharedLookup | None = None) -> OcspAnswer:
         """The answer to one DER OCSPRequest; blocking (registry, signer).
         ``claim``, from ``join_or_claim``, is the lookup this request runs
-        for those awaiting it."""
-        self._claims.claim = claim
+        for those awaiting it (unless another thread needed it first)."""
         try:
             return self._respond(parse_request(der), der)
         except OcspRefusal as refusal:
@@ -1033,7 +1050,6 @@ class OcspResponder:
                 error_response(TRY_LATER), TRY_LATER, "error", reason=str(error)
             )
         finally:
-            self._claims.claim = None
             if claim is not None:
                 # Answered without the lookup (say, from memory after all).
                 self.abandon(claim)
@@ -1143,16 +1159,24 @@ class OcspResponder:
     # Shared lookups -----------------------------------------------------------
 
     def _single_flight(self, key: CacheKey, work: Callable[[SharedLookup], _T]) -> _T:
-        """Run ``work`` for ``key`` unless a lookup for it is in flight
-        already; then wait for that one's result (or its error) instead."""
+        """Run ``work`` for ``key`` unless a lookup for it runs in another
+        thread already; then wait for that one's result (or its error)
+        instead. A lookup claimed but not started is run here."""
         with self._memory_lock:
             flight = self._flights.get(key)
-            leading = flight is None or flight is getattr(self._claims, "claim", None)
             if flight is None:
                 flight = self._flights[key] = SharedLookup(key)
-        if not leading:
-            return cast(_T, flight.future.result())
-        return self._fly(key, flight, work)
+            leading = not flight.started
+            flight.started = True
+        if leading:
+            return self._fly(key, flight, work)
+        try:
+            return cast(_T, flight.future.result(timeout=_FLIGHT_WAIT_SECONDS))
+        except concurrent.futures.TimeoutError:
+            raise Unavailable(
+                f"a lookup of {key[0]} serial {key[1]} has not finished within "
+                f"{_FLIGHT_WAIT_SECONDS:g} s"
+            ) from None
 
     def _fly(
         self, key: CacheKey, flight: SharedLookup, work: Callable[[SharedLookup], _T]
@@ -1186,8 +1210,7 @@ class OcspResponder:
         except RuntimeError:
             # The executor is shut down (interpreter exit): the entry
             # simply goes stale and the next request fetches it.
-            self._land(key, flight)
-            flight.future.set_result(None)
+            self.abandon(flight)
 
     def _refresh_quietly(
         self,
@@ -1195,6 +1218,10 @@ class OcspResponder:
         flight: SharedLookup,
         work: Callable[[SharedLookup], object],
     ) -> None:
+        with self._memory_lock:
+            if flight.started:
+                return  # a request needed it first and runs it
+            flight.started = True
         try:
             self._fly(key, flight, work)
         except Exception as error:  # the entry goes stale; requests then retry
@@ -1216,7 +1243,7 @@ class OcspResponder:
         def work(flight: SharedLookup) -> object:
             authority = self._hierarchy.by_key_id(key[0])
             if authority is None:
-                return None
+                raise TesseraError(f"intermediate {key[0]} is no longer held here")
             return self._fill(authority, cert_id, key, flight)
 
         self._refresh(key, work)

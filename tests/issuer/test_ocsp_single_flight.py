@@ -11,11 +11,12 @@ import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.x509 import ocsp
 
-from services.common import metrics
+from services.common import identifiers, metrics
 from services.common.errors import Unavailable
 from services.common.rpc import open_channel
 from services.registry.client import RegistryClient
@@ -350,3 +351,88 @@ def test_unavailable_is_what_a_closed_registry_port_raises() -> None:
             )
     finally:
         channel.close()
+
+
+@pytest.mark.parametrize("waiting", ["several", "no-nonce"])
+def test_a_thread_never_waits_for_a_lookup_whose_claimant_is_still_queued(
+    running: tuple[Suite, Clients], tmp_path: Path, waiting: str
+) -> None:
+    """A request on the event loop claims a certificate's lookup and then
+    waits for a thread. Requests already in threads that need the same
+    lookup (one naming the certificate among several, one without nonce)
+    run it themselves instead of waiting for the claimant, which could be
+    queued behind them: with every thread of the pool waiting, the
+    listener froze for good. The claimant then answers from what they
+    fetched, and nothing awaiting the claim is given an empty result."""
+    suite, clients = running
+    responder = suite.ocsp_responder
+    assert responder is not None
+    issued = known_issuers(suite, clients, tmp_path)
+    serial = issued.certificate.serial_number
+    claimant_request = nonce_request(issued)
+    pending, claim = responder.join_or_claim(claimant_request)
+    assert pending is None
+    assert claim is not None
+    if waiting == "several":
+        other = request_der(
+            [
+                cert_id(issued.intermediate, serial),
+                cert_id(issued.intermediate, serial),
+            ],
+            os.urandom(16),
+        )
+    else:
+        other = request_der([cert_id(issued.intermediate, serial)])
+
+    # Before the claimant has a thread. (A daemon thread: were it to wait
+    # for the claim, the test fails instead of hanging.)
+    results: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: results.append(responder.respond(other)), daemon=True
+    )
+    thread.start()
+    thread.join(15)
+    assert not thread.is_alive(), "the request waited for the queued claimant"
+    (answered,) = results
+    assert answered.response_status == "successful"
+    assert set(answered.statuses) == {"good"}
+    assert claim.future.done()
+    assert claim.future.result() is not None
+
+    own = responder.respond(claimant_request, claim)
+    assert own.response_status == "successful"
+    assert own.statuses == ("good",)
+
+
+def test_a_revocation_while_a_lookup_is_claimed_answers_revoked(
+    running: tuple[Suite, Clients], tmp_path: Path
+) -> None:
+    """The certificate is revoked while a request's lookup is claimed but
+    not run: requests without nonce, the claimant and those awaiting the
+    claim all answer "revoked" (never internalError)."""
+    suite, clients = running
+    responder = suite.ocsp_responder
+    assert responder is not None
+    issued = known_issuers(suite, clients, tmp_path)
+    serial = issued.certificate.serial_number
+    claimant_request = nonce_request(issued)
+    _, claim = responder.join_or_claim(claimant_request)
+    assert claim is not None
+    joined, none = responder.join_or_claim(nonce_request(issued))
+    assert joined is claim.future
+    assert none is None
+
+    clients.revoke(identifiers.fingerprint(issued.certificate))
+    plain = request_der([cert_id(issued.intermediate, serial)])
+    assert eventually(
+        lambda: responder.respond(plain).statuses == ("revoked",), timeout=10
+    )
+    own = responder.respond(claimant_request, claim)
+    assert own.response_status == "successful"
+    assert own.statuses == ("revoked",)
+    # The claim was answered without its lookup: those awaiting it look
+    # again, and find "revoked" in memory.
+    assert claim.future.result(timeout=5) is None
+    again = responder.respond_from_memory(nonce_request(issued))
+    assert again is not None
+    assert again.statuses == ("revoked",)
