@@ -57,7 +57,6 @@ from asn1crypto import core
 from asn1crypto import ocsp as asn1_ocsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
@@ -76,7 +75,7 @@ from services.common.errors import NotFound, TesseraError, Unavailable
 from services.common.jobs import PeriodicJob
 from services.common.leases import Lease
 from services.common.logging import get_logger
-from services.issuer import ocsp_responses
+from services.issuer import ocsp_asn1
 from services.issuer.authority import (
     INTERMEDIATE,
     CertificateAuthority,
@@ -199,11 +198,19 @@ def parse_request(der: bytes) -> ParsedRequest:
         return single
     try:
         request = asn1_ocsp.OCSPRequest.load(der, strict=True)
+        if request.dump(force=True) != der:
+            # Encoded again, a BER request (long or indefinite lengths, an
+            # explicit default, a padded integer) comes out different.
+            raise OcspRefusal(
+                MALFORMED_REQUEST,
+                "the request is not DER-encoded (RFC 6960 section 4.1); send it in DER",
+            )
         tbs_request = request["tbs_request"]
         if tbs_request["version"].native != "v1":
             raise OcspRefusal(MALFORMED_REQUEST, "only OCSP version 1 is defined")
         cert_ids = []
         for each in tbs_request["request_list"]:
+            _refuse_critical_extensions(each["single_request_extensions"])
             cert_id = each["req_cert"]
             cert_ids.append(
                 CertIdRequest(
@@ -232,45 +239,35 @@ def parse_request(der: bytes) -> ParsedRequest:
 
 def _parse_single(der: bytes) -> ParsedRequest | None:
     """The common request (one certificate, SHA-1 or SHA-256, at most a
-    nonce) read by cryptography's faster parser; None for anything else,
-    which asn1crypto then reads or refuses."""
-    try:
-        request = x509_ocsp.load_der_ocsp_request(der)
-        algorithm = _OIDS_BY_NAME.get(request.hash_algorithm.name)
-        extensions = list(request.extensions)
-    except (
-        ValueError,
-        UnsupportedAlgorithm,
-        NotImplementedError,
-        x509.DuplicateExtension,
-    ):
-        # NotImplementedError: more than one certificate.
+    nonce, all DER) read by ``ocsp_asn1``, much faster than asn1crypto;
+    None for anything else, which asn1crypto then reads or refuses."""
+    single = ocsp_asn1.read_single(der)
+    if single is None or single.hash_algorithm not in _HASH_NAMES:
         return None
-    if algorithm is None or any(
-        not isinstance(extension.value, x509.OCSPNonce) for extension in extensions
-    ):
-        return None
-    nonce = extensions[0].value.nonce if extensions else None
+    nonce = single.nonce
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_OCTETS:
         return None
-    if nonce is not None and _wrapped_nonce(nonce) not in der:
-        # cryptography also takes a nonce that its extnValue carries without
-        # the inner OCTET STRING of RFC 8954; the response would then echo
-        # bytes the client never sent. asn1crypto refuses such a request.
-        return None
     cert_id = CertIdRequest(
-        hash_algorithm=algorithm,
-        issuer_name_hash=request.issuer_name_hash,
-        issuer_key_hash=request.issuer_key_hash,
-        serial_number=request.serial_number,
+        hash_algorithm=single.hash_algorithm,
+        issuer_name_hash=single.issuer_name_hash,
+        issuer_key_hash=single.issuer_key_hash,
+        serial_number=single.serial_number,
     )
     return ParsedRequest((cert_id,), nonce)
 
 
-def _wrapped_nonce(nonce: bytes) -> bytes:
-    """The extnValue of an RFC 8954 nonce of at most 32 octets, as DER: an
-    OCTET STRING holding the OCTET STRING that holds the nonce."""
-    return bytes([0x04, len(nonce) + 2, 0x04, len(nonce)]) + nonce
+def _refuse_critical_extensions(extensions: object) -> None:
+    """singleRequestExtensions: none is understood here, so a critical one
+    cannot be honoured (RFC 6960 section 4.4, RFC 5280 section 4.2)."""
+    if not isinstance(extensions, asn1_ocsp.RequestExtensions):
+        return
+    for extension in extensions:
+        if extension["critical"].native:
+            raise OcspRefusal(
+                MALFORMED_REQUEST,
+                "a certificate in the request has a critical extension "
+                f"{extension['extn_id'].dotted} this responder does not understand",
+            )
 
 
 def _nonce(tbs_request: asn1_ocsp.TBSRequest) -> bytes | None:
@@ -1571,7 +1568,7 @@ def _sign_one(
     nonce: bytes | None,
 ) -> bytes:
     """A response about one certificate: from this second's template for
-    it (see ``ocsp_responses``), or, when as many templates as are kept
+    it (see ``ocsp_asn1``), or, when as many templates as are kept
     exist already this second, written and signed by cryptography's OCSP
     builder (slower, but one signature, not two)."""
     assert signer.private_key is not None
@@ -1588,13 +1585,11 @@ def _sign_one(
         return response.public_bytes(Encoding.DER)
     if nonce is None:
         return found.plain
-    return ocsp_responses.with_nonce(
-        found, nonce, signer.private_key, signer.signature_hash
-    )
+    return ocsp_asn1.with_nonce(found, nonce, signer.private_key, signer.signature_hash)
 
 
 class _Templates:
-    """This second's response templates (``ocsp_responses``), one per
+    """This second's response templates (``ocsp_asn1``), one per
     responder, certificate and status: responses within one second differ
     only in their nonce and signature (thisUpdate and producedAt have whole
     seconds). Shared by every thread; a template is immutable."""
@@ -1603,7 +1598,7 @@ class _Templates:
 
     def __init__(self) -> None:
         self._this_update: dt.datetime | None = None
-        self._templates: dict[object, ocsp_responses.ResponseTemplate] = {}
+        self._templates: dict[object, ocsp_asn1.ResponseTemplate] = {}
 
     def find(
         self,
@@ -1612,7 +1607,7 @@ class _Templates:
         status: CertificateStatus,
         this_update: dt.datetime,
         next_update: dt.datetime,
-    ) -> ocsp_responses.ResponseTemplate | None:
+    ) -> ocsp_asn1.ResponseTemplate | None:
         """The template, made (and signed) now if there is none yet; None
         when this second has as many as are kept."""
         assert signer.private_key is not None
@@ -1634,7 +1629,7 @@ class _Templates:
             return found
         if len(templates) >= self._CAPACITY:
             return None
-        found = ocsp_responses.template(
+        found = ocsp_asn1.template(
             _response_builder(
                 signer.responder, cert_id, status, this_update, next_update
             ),

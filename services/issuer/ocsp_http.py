@@ -125,6 +125,7 @@ def ocsp_routes(responder: ocsp.OcspResponder, clock: Clock) -> list[web.RouteDe
     return [
         web.post(PREFIX, answer),
         web.post(PREFIX + "/{tail:.*}", answer),
+        web.get(PREFIX, answer),
         web.get(PREFIX + "/{tail:.*}", answer),
     ]
 

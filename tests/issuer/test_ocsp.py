@@ -903,6 +903,143 @@ def test_a_request_spanning_two_intermediates_is_unauthorized(
     assert answer.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
+def _tlv(tag: int, body: bytes, long_form: bool = False) -> bytes:
+    """One DER (or, with ``long_form``, BER) TLV, for requests that
+    asn1crypto and cryptography would never write."""
+    size = len(body)
+    if size < 0x80 and not long_form:
+        return bytes([tag, size]) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8 or 1, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+
+_NONCE_OID = _tlv(0x06, bytes.fromhex("2b0601050507300102"))
+
+
+def _handmade_request(
+    certificate_id: bytes,
+    *,
+    nonce_value: bytes | None = None,
+    serial: bytes | None = None,
+    version: bytes = b"",
+    requestor: bytes = b"",
+    single_extensions: bytes = b"",
+    outer: str = "der",
+) -> bytes:
+    """An OCSPRequest put together TLV by TLV: ``certificate_id`` is a DER
+    CertID, whose serial number ``serial`` (an INTEGER's content octets)
+    replaces; ``nonce_value`` is the nonce extension's extnValue as sent."""
+    if serial is not None:
+        parsed = asn1_ocsp.CertId.load(certificate_id)
+        certificate_id = _tlv(
+            0x30,
+            parsed["hash_algorithm"].dump()
+            + parsed["issuer_name_hash"].dump()
+            + parsed["issuer_key_hash"].dump()
+            + _tlv(0x02, serial),
+        )
+    single = _tlv(0x30, certificate_id + single_extensions)
+    extensions = b""
+    if nonce_value is not None:
+        nonce = _tlv(0x30, _NONCE_OID + _tlv(0x04, nonce_value))
+        extensions = _tlv(0xA2, _tlv(0x30, nonce))
+    tbs = _tlv(0x30, version + requestor + _tlv(0x30, single) + extensions)
+    if outer == "long-form":
+        return _tlv(0x30, tbs, long_form=True)
+    if outer == "indefinite":
+        return b"\x30\x80" + tbs + b"\x00\x00"
+    return _tlv(0x30, tbs)
+
+
+def test_requests_that_are_not_der_are_malformed(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> None:
+    """RFC 6960 requests are DER: BER lengths, an explicit default version,
+    padded or empty integers, a nonce whose extnValue is not the DER of an
+    OCTET STRING (trailing octets, a long-form length, a constructed one, or
+    a bare nonce with the wrapped bytes hidden elsewhere in the request) and
+    a critical singleRequestExtension nobody understands are refused with
+    malformedRequest, never answered with a nonce the client did not send.
+    The same hand-made request in DER is answered and its nonce echoed."""
+    issued = issue(clients, tmp_path)
+    address = suite.publication
+    assert address is not None
+    certificate_id = asn1_ocsp.CertId(
+        cert_id(issued.intermediate, issued.certificate.serial_number)
+    ).dump()
+    nonce = b"q" * 8
+    wrapped = _tlv(0x04, nonce)
+    critical_extension = _tlv(
+        0xA0,
+        _tlv(
+            0x30,
+            _tlv(
+                0x30,
+                _tlv(0x06, bytes.fromhex("2a0304"))
+                + b"\x01\x01\xff"
+                + _tlv(0x04, b"\x05\x00"),
+            ),
+        ),
+    )
+    control = post(address, _handmade_request(certificate_id, nonce_value=wrapped))
+    echoed = control.ocsp()
+    assert echoed.certificate_status == ocsp.OCSPCertStatus.GOOD
+    assert echoed.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce == (
+        nonce
+    )
+
+    cases = {
+        "outer long-form length": _handmade_request(
+            certificate_id, nonce_value=wrapped, outer="long-form"
+        ),
+        "outer indefinite length": _handmade_request(
+            certificate_id, nonce_value=wrapped, outer="indefinite"
+        ),
+        "explicit default version": _handmade_request(
+            certificate_id, nonce_value=wrapped, version=_tlv(0xA0, b"\x02\x01\x00")
+        ),
+        "padded serial": _handmade_request(
+            certificate_id,
+            serial=b"\x00"
+            + issued.certificate.serial_number.to_bytes(20, "big").lstrip(b"\x00"),
+        ),
+        "empty serial": _handmade_request(certificate_id, serial=b""),
+        "nonce with trailing octets": _handmade_request(
+            certificate_id, nonce_value=wrapped + b"\xde\xad"
+        ),
+        "nonce with a long-form length": _handmade_request(
+            certificate_id, nonce_value=_tlv(0x04, nonce, long_form=True)
+        ),
+        "constructed nonce": _handmade_request(
+            certificate_id,
+            nonce_value=b"\x24\x80"
+            + _tlv(0x04, b"qqqq")
+            + _tlv(0x04, b"qqqq")
+            + b"\x00\x00",
+        ),
+        "bare nonce, wrapped copy in requestorName": _handmade_request(
+            certificate_id,
+            nonce_value=b"ABCDEFGH",
+            requestor=_tlv(0xA1, _tlv(0x82, _tlv(0x04, _tlv(0x04, b"ABCDEFGH")))),
+        ),
+        "critical singleRequestExtension": _handmade_request(
+            certificate_id, nonce_value=wrapped, single_extensions=critical_extension
+        ),
+    }
+    for name, der in cases.items():
+        answer = post(address, der)
+        assert answer.status == 200, name
+        assert answer.ocsp().response_status == (
+            ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+        ), name
+    plain_get = get(address, "/ocsp")
+    assert plain_get.status == 200
+    assert plain_get.ocsp().response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+    # The server is unharmed.
+    plain = post(address, _handmade_request(certificate_id)).ocsp()
+    assert plain.certificate_status == ocsp.OCSPCertStatus.GOOD
+
+
 def test_a_nonce_without_its_octet_string_is_malformed(
     suite: Suite, clients: Clients, tmp_path: Path
 ) -> None:

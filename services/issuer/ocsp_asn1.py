@@ -1,22 +1,31 @@
-"""Signed OCSP responses about one certificate, the responder's hot path.
+"""RFC 6960 structures on the responder's hot path, read and written with
+cryptography's declarative ASN.1 module (``hazmat.asn1``, strict DER).
 
-cryptography's OCSP builder writes every response: the CertID, status and
-times of its SingleResponse, the ResponderID and the signature algorithm.
-What it does slowly is the part of a response with a nonce that changes
-from one request to the next: each ``sign()`` encodes the delegated
+Requests. The common request names one certificate and carries at most a
+nonce. ``read_single`` reads it: DER only (rust-asn1 refuses BER: long or
+indefinite lengths, an explicit default version, padded integers), and the
+nonce's extnValue exactly as sent, which must itself be the DER of an
+OCTET STRING (RFC 8954). Anything else, a requestorName, a signature over
+it aside, singleRequestExtensions or other request extensions, is left to
+the general reader in ``ocsp`` (asn1crypto), which refuses what is not DER
+too.
+
+Responses. cryptography's OCSP builder writes every response: the CertID,
+status and times of its SingleResponse, the ResponderID and the signature
+algorithm. What it does slowly is the part of a response with a nonce that
+changes from one request to the next: each ``sign()`` encodes the delegated
 responder's certificate (RFC 6960 section 4.2.2.2 wants it in the
-response), parses the whole response back, and ``public_bytes`` encodes
-it all once more, some 50 microseconds of a response's 85.
+response), parses the whole response back, and ``public_bytes`` encodes it
+all once more, some 50 microseconds of a response's 85.
 
 So the builder writes a *template* once per certificate, status and second
 (thisUpdate and producedAt have whole seconds), signed without a nonce and
 without certificates. A response with a nonce reuses the template's
 ResponseData fields as they are, adds the nonce extension, signs that
 ResponseData with the responder's key, and wraps it, the responder's
-certificate and the signature in BasicOCSPResponse and OCSPResponse, all
-encoded by cryptography's declarative ASN.1 module (``hazmat.asn1``) from
-the RFC 6960 types below. Only the outer structures are declared here; the
-SingleResponses stay the builder's own bytes.
+certificate and the signature in BasicOCSPResponse and OCSPResponse.
+Only the outer structures are declared here; the SingleResponses stay the
+builder's own bytes.
 """
 
 from __future__ import annotations
@@ -44,6 +53,91 @@ class _Extension:
     extn_id: x509.ObjectIdentifier
     critical: Annotated[bool, asn1.Default(False)]
     extn_value: bytes
+
+
+@asn1.sequence
+class _AlgorithmIdentifier:
+    algorithm: x509.ObjectIdentifier
+    parameters: asn1.Null | None
+
+
+@asn1.sequence
+class _CertId:
+    hash_algorithm: _AlgorithmIdentifier
+    issuer_name_hash: bytes
+    issuer_key_hash: bytes
+    serial_number: int
+
+
+@asn1.sequence
+class _Request:
+    req_cert: _CertId
+    single_request_extensions: Annotated[list[_Extension] | None, asn1.Explicit(0)]
+
+
+@asn1.sequence
+class _TbsRequest:
+    # requestorName [1] is not declared: a request naming its requestor is
+    # read by the general reader.
+    version: Annotated[int, asn1.Explicit(0), asn1.Default(0)]
+    request_list: list[_Request]
+    request_extensions: Annotated[list[_Extension] | None, asn1.Explicit(2)]
+
+
+@asn1.sequence
+class _Signature:
+    signature_algorithm: asn1.TLV
+    signature: asn1.TLV
+    certs: Annotated[list[asn1.TLV] | None, asn1.Explicit(0)]
+
+
+@asn1.sequence
+class _OcspRequest:
+    tbs_request: _TbsRequest
+    optional_signature: Annotated[_Signature | None, asn1.Explicit(0)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SingleRequest:
+    """The one CertID of a request, and its nonce."""
+
+    # The CertID's hash algorithm, dotted.
+    hash_algorithm: str
+    issuer_name_hash: bytes
+    issuer_key_hash: bytes
+    serial_number: int
+    nonce: bytes | None
+
+
+def read_single(der: bytes) -> SingleRequest | None:
+    """The request, when it is DER naming one certificate with nothing but
+    a DER nonce beside it; None for anything else."""
+    try:
+        request = asn1.decode_der(_OcspRequest, der)
+    except ValueError:
+        return None
+    tbs = request.tbs_request
+    if tbs.version != 0 or len(tbs.request_list) != 1:
+        return None
+    (single,) = tbs.request_list
+    if single.single_request_extensions is not None:
+        return None
+    nonce = None
+    for extension in tbs.request_extensions or ():
+        if extension.extn_id != OCSPExtensionOID.NONCE or nonce is not None:
+            return None
+        try:
+            nonce = asn1.decode_der(bytes, extension.extn_value)
+        except ValueError:
+            return None
+    cert_id = single.req_cert
+    return SingleRequest(
+        hash_algorithm=cert_id.hash_algorithm.algorithm.dotted_string,
+        issuer_name_hash=cert_id.issuer_name_hash,
+        issuer_key_hash=cert_id.issuer_key_hash,
+        serial_number=cert_id.serial_number,
+        nonce=nonce,
+    )
 
 
 @asn1.sequence

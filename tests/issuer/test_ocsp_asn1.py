@@ -1,5 +1,5 @@
 """Responses about one certificate written from a per-second template
-(``services.issuer.ocsp_responses``): each must say exactly what
+(``services.issuer.ocsp_asn1``): each must say exactly what
 cryptography's OCSP builder says for the same certificate, status and
 nonce, for every key type a responder can have and for keys behind the
 signer contract."""
