@@ -131,6 +131,10 @@ def check_text(field: str, value: str, limit: int) -> str:
             f"{field} may not contain control or format characters or line "
             "separators (newlines, tabs, escape sequences, U+2028)"
         )
+    if value and value.isspace():
+        raise InvalidArgument(
+            f"{field} is only spaces; give it words, or leave it empty for none"
+        )
     return value
 
 

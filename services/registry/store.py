@@ -1053,17 +1053,7 @@ class RegistryStore:
 
 def check_descriptive_name(name: str) -> str:
     """Return a descriptive name, or raise InvalidArgument for a bad one."""
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidArgument(
-            f"names may be at most {MAX_NAME_LENGTH} characters; this one has "
-            f"{len(name)}"
-        )
-    if any(inv.unprintable(char) for char in name):
-        raise InvalidArgument(
-            "names may not contain control or format characters or line "
-            "separators (newlines, tabs, escape sequences, U+2028)"
-        )
-    return name
+    return inv.check_text("name", name, MAX_NAME_LENGTH)
 
 
 def _load_certificate(der: bytes) -> x509.Certificate:

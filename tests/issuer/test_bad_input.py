@@ -231,8 +231,14 @@ def test_crafted_csrs_are_what_they_claim() -> None:
         pytest.param(
             make_csr,
             {"name": "n" * 1000},
-            ["names may be at most"],
+            ["name may be at most"],
             id="name-too-long",
+        ),
+        pytest.param(
+            make_csr,
+            {"name": "   "},
+            ["name is only spaces"],
+            id="name-of-spaces",
         ),
         pytest.param(
             lambda: csr_with_subject("payments\r\nX-Injected: yes"),
