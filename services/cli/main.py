@@ -12,6 +12,7 @@ import getpass
 import ipaddress
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -797,8 +798,42 @@ def _cert_revoke(options: argparse.Namespace) -> int:
 def _on_registry(
     command: Callable[[argparse.Namespace, Any], int],
 ) -> Callable[[argparse.Namespace], int]:
-    """Run an inventory command (services/cli/inventory.py) on the registry."""
-    return lambda options: command(options, _registry(options))
+    """Run an inventory command (services/cli/inventory.py) on the registry,
+    its certificate named by a fingerprint's start found there first."""
+
+    def run(options: argparse.Namespace) -> int:
+        registry = _registry(options)
+        named = getattr(options, "fingerprint", None)
+        if isinstance(named, FingerprintStart):
+            options.fingerprint = _whole_fingerprint(registry, named)
+        return command(options, registry)
+
+    return run
+
+
+class FingerprintStart(str):
+    """The first hex digits of a fingerprint (as `tessera cert list` shows
+    16), to be found in the registry."""
+
+    __slots__ = ()
+
+
+def _whole_fingerprint(registry: Any, start: FingerprintStart) -> str:
+    found = registry.ListCertificates(
+        registry_pb2.ListCertificatesRequest(fingerprint_prefix=start, page_size=2),
+        timeout=_DEADLINE_SECONDS,
+    ).certificates
+    if not found:
+        raise CommandError(
+            f"no certificate in the registry has a fingerprint starting with {start}"
+        )
+    if len(found) > 1:
+        raise CommandError(
+            f"{start} starts the fingerprints of several certificates "
+            f"({found[0].fingerprint_sha256[:20]}..., "
+            f"{found[1].fingerprint_sha256[:20]}...); give more digits"
+        )
+    return str(found[0].fingerprint_sha256)
 
 
 def _cert_show(options: argparse.Namespace) -> int:
@@ -1443,17 +1478,22 @@ def _inventory_parsers(cert: Any, anywhere: argparse.ArgumentParser) -> None:
 
 
 def _fingerprint_or_file(text: str) -> str:
-    """An argparse type: a certificate's SHA-256 fingerprint, given as such
-    or as the certificate's file (PEM or DER; the first certificate)."""
+    """An argparse type: a certificate's SHA-256 fingerprint, given as such,
+    as its first 8 or more hex digits (found in the registry when the
+    command runs), or as the certificate's file (PEM or DER; the first
+    certificate)."""
     try:
         return identifiers.parse_fingerprint(text)
     except ValueError:
         pass
     path = Path(text)
     if not path.is_file():
+        if _FINGERPRINT_START.fullmatch(text):
+            return FingerprintStart(text.lower())
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither a SHA-256 fingerprint (64 hex digits; `tessera "
-            "cert list --json` shows them) nor a certificate file"
+            f"{text!r} is neither a SHA-256 fingerprint (64 hex digits, or the "
+            "first 8 or more as `tessera cert list` shows them) nor a "
+            "certificate file"
         )
     try:
         certificates = _load_certificates(_read(path), path)
@@ -1473,6 +1513,7 @@ def _certificate_selector_options(parser: argparse.ArgumentParser) -> None:
 
 # The largest value of the protobuf uint32 fields these flags fill.
 _UINT32 = 2**32 - 1
+_FINGERPRINT_START = re.compile(r"[0-9a-fA-F]{8,63}")
 
 
 def _whole_number(low: int, high: int) -> Callable[[str], int]:

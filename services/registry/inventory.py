@@ -80,6 +80,7 @@ _MAX_ACTOR = 256
 _ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _TAG = re.compile(r"[a-z0-9][a-z0-9._:=-]{0,62}")
 _SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_FINGERPRINT_PREFIX = re.compile(r"[0-9a-f]{8,64}")
 _METADATA_FIELDS = ("name", "description", "environment", "owner", "tags")
 
 _STATUS_NAMES = {
@@ -477,6 +478,7 @@ class CertificateQuery:
     tag: str = ""
     subject_or_san: str = ""
     fingerprint: str = ""
+    fingerprint_prefix: str = ""
     serial_number: str = ""
     issuer_key_id: str = ""
     not_valid_after_from: dt.datetime | None = None
@@ -540,6 +542,12 @@ def query_from_request(
     fingerprint = ""
     if request.fingerprint_sha256:
         fingerprint = _parsed_fingerprint(request.fingerprint_sha256)
+    prefix = request.fingerprint_prefix.lower()
+    if prefix and not _FINGERPRINT_PREFIX.fullmatch(prefix):
+        raise InvalidArgument(
+            "fingerprint_prefix is the start of a SHA-256 fingerprint: 8 to 64 hex "
+            "digits"
+        )
     serial_number = issuer_key_id = ""
     if request.HasField("serial"):
         if not (request.serial.serial_number and request.serial.issuer_key_id):
@@ -579,6 +587,7 @@ def query_from_request(
             "subject_or_san", request.subject_or_san, 4096
         ).lower()[:MAX_SEARCH_VALUE],
         fingerprint=fingerprint,
+        fingerprint_prefix=prefix,
         serial_number=serial_number,
         issuer_key_id=issuer_key_id,
         not_valid_after_from=after_from,
@@ -742,6 +751,16 @@ class Inventory:
         ):
             if value:
                 statement = statement.where(column == value)
+        if query.fingerprint_prefix:
+            # The range lets the fingerprint index find the rows; startswith
+            # states the rule (hex digits all sort before "g").
+            statement = statement.where(
+                CertificateRow.fingerprint >= query.fingerprint_prefix,
+                CertificateRow.fingerprint < query.fingerprint_prefix + "g",
+                CertificateRow.fingerprint.startswith(
+                    query.fingerprint_prefix, autoescape=True
+                ),
+            )
         if query.kind:
             # ROOT covers the platform root and uploaded self-signed CAs.
             statement = statement.where(

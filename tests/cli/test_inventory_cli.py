@@ -11,7 +11,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from services.cli.main import main
+from services.cli.main import (
+    CommandError,
+    FingerprintStart,
+    _whole_fingerprint,
+    main,
+)
 from services.common.certificate_facts import timestamp
 from services.suite import Suite
 from tessera.common.v1 import common_pb2
@@ -211,6 +216,65 @@ def test_commands_take_a_certificate_file_for_its_fingerprint(
             _cli(suite, capsys, "cert", "delete", str(named))
         assert exited.value.code == 2
         assert says in capsys.readouterr().err
+
+
+def test_commands_take_the_start_of_a_fingerprint(
+    suite: Suite, clients: Clients, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 16 hex digits `cert list` shows (8 or more in any case) name a
+    certificate for edit, map, history, impact and delete; a start no
+    fingerprint has is an error naming it, and too few digits a usage
+    error."""
+    clients.create_frontdoor("payments")
+    first = clients.issue("payments").record.fingerprint_sha256
+    second = clients.issue("payments").record.fingerprint_sha256
+    code, table, err = _cli(suite, capsys, "cert", "list", "--frontdoor", "payments")
+    assert code == 0, err
+    assert first[:16] in table
+
+    code, out, err = _cli(
+        suite, capsys, "cert", "edit", first[:16], "--owner", "team-short"
+    )
+    assert code == 0, err
+    assert json.loads(out)["fingerprint_sha256"] == first
+    code, out, err = _cli(
+        suite, capsys, "cert", "history", second[:8].upper(), "--json"
+    )
+    assert code == 0, err
+    assert {event["event"] for event in json.loads(out)} == {"issued"}
+
+    unused = next(
+        start
+        for start in (f"{n:08x}" for n in range(16))
+        if not first.startswith(start) and not second.startswith(start)
+    )
+    code, out, err = _cli(suite, capsys, "cert", "impact", unused)
+    assert code == 2
+    assert (
+        f"no certificate in the registry has a fingerprint starting with {unused}"
+        in err
+    )
+    with pytest.raises(SystemExit) as exited:
+        _cli(suite, capsys, "cert", "history", first[:7])
+    assert exited.value.code == 2
+    assert "first 8 or more" in capsys.readouterr().err
+
+
+def test_a_fingerprint_start_shared_by_several_certificates_is_refused() -> None:
+    """Two fingerprints with the same first digits (rare, so the registry is
+    stood in for here): the command asks for more digits."""
+
+    class Registry:
+        def ListCertificates(self, request: object, timeout: float) -> object:
+            return registry_pb2.ListCertificatesResponse(
+                certificates=[
+                    common_pb2.CertificateRecord(fingerprint_sha256="ab" * 32),
+                    common_pb2.CertificateRecord(fingerprint_sha256="abab" + "cd" * 30),
+                ]
+            )
+
+    with pytest.raises(CommandError, match=r"several certificates.*give more digits"):
+        _whole_fingerprint(Registry(), FingerprintStart("abababab"))
 
 
 def test_history_names_revocation_reasons(

@@ -709,6 +709,17 @@ def test_listing_filters_on_every_indexed_field(inventory: Inventory) -> None:
     assert only(fingerprint_sha256=beta.fingerprint_sha256.upper()) == [
         beta.fingerprint_sha256
     ]
+    for digits in (8, 16, 63, 64):
+        start = beta.fingerprint_sha256[:digits]
+        assert only(fingerprint_prefix=start.upper()) == [beta.fingerprint_sha256]
+    everyone = (
+        alpha.fingerprint_sha256,
+        beta.fingerprint_sha256,
+        gamma.fingerprint_sha256,
+    )
+    taken = {fingerprint[:8] for fingerprint in everyone}
+    free = next(f"{n:08x}" for n in range(16) if f"{n:08x}" not in taken)
+    assert only(fingerprint_prefix=free) == []
     assert only(
         serial=registry_pb2.SerialInIssuer(
             serial_number=gamma.serial_number, issuer_key_id=gamma.issuer_key_id
@@ -755,6 +766,10 @@ def test_status_filter_derives_expired(inventory: Inventory) -> None:
         ({"kind": 9}, "kind 9"),
         ({"order_by": 7}, "order_by 7"),
         ({"fingerprint_sha256": "not hex"}, "fingerprint_sha256"),
+        ({"fingerprint_prefix": "abc"}, "8 to 64 hex"),
+        ({"fingerprint_prefix": "abcdefg1"}, "8 to 64 hex"),
+        ({"fingerprint_prefix": "a" * 65}, "8 to 64 hex"),
+        ({"fingerprint_prefix": "abcd%_ef"}, "8 to 64 hex"),
         ({"serial": registry_pb2.SerialInIssuer(serial_number="01")}, "both"),
         (
             {

@@ -158,7 +158,7 @@ class SerialInIssuer(_message.Message):
     def __init__(self, issuer_key_id: _Optional[str] = ..., serial_number: _Optional[str] = ...) -> None: ...
 
 class ListCertificatesRequest(_message.Message):
-    __slots__ = ("frontdoor", "status", "page_size", "page_token", "usage", "kind", "name", "environment", "owner", "tag", "subject_or_san", "fingerprint_sha256", "serial", "not_valid_after_from", "not_valid_after_before", "service", "order_by", "descending", "include_total_count", "origin")
+    __slots__ = ("frontdoor", "status", "page_size", "page_token", "usage", "kind", "name", "environment", "owner", "tag", "subject_or_san", "fingerprint_sha256", "serial", "not_valid_after_from", "not_valid_after_before", "service", "order_by", "descending", "include_total_count", "origin", "fingerprint_prefix")
     FRONTDOOR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +179,7 @@ class ListCertificatesRequest(_message.Message):
     DESCENDING_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TOTAL_COUNT_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     frontdoor: str
     status: _common_pb2.CertificateStatus
     page_size: int
@@ -199,7 +200,8 @@ class ListCertificatesRequest(_message.Message):
     descending: bool
     include_total_count: bool
     origin: _common_pb2.CertificateOrigin
-    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., usage: _Optional[_Union[UsageFilter, str]] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ..., name: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tag: _Optional[str] = ..., subject_or_san: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[SerialInIssuer, _Mapping]] = ..., not_valid_after_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., order_by: _Optional[_Union[CertificateOrder, str]] = ..., descending: _Optional[bool] = ..., include_total_count: _Optional[bool] = ..., origin: _Optional[_Union[_common_pb2.CertificateOrigin, str]] = ...) -> None: ...
+    fingerprint_prefix: str
+    def __init__(self, frontdoor: _Optional[str] = ..., status: _Optional[_Union[_common_pb2.CertificateStatus, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., usage: _Optional[_Union[UsageFilter, str]] = ..., kind: _Optional[_Union[_common_pb2.CertificateKind, str]] = ..., name: _Optional[str] = ..., environment: _Optional[str] = ..., owner: _Optional[str] = ..., tag: _Optional[str] = ..., subject_or_san: _Optional[str] = ..., fingerprint_sha256: _Optional[str] = ..., serial: _Optional[_Union[SerialInIssuer, _Mapping]] = ..., not_valid_after_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_valid_after_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., service: _Optional[str] = ..., order_by: _Optional[_Union[CertificateOrder, str]] = ..., descending: _Optional[bool] = ..., include_total_count: _Optional[bool] = ..., origin: _Optional[_Union[_common_pb2.CertificateOrigin, str]] = ..., fingerprint_prefix: _Optional[str] = ...) -> None: ...
 
 class ListCertificatesResponse(_message.Message):
     __slots__ = ("certificates", "next_page_token", "total_count")
