@@ -566,7 +566,8 @@ def test_revoked_intermediate_drops_the_frontdoor_trust_store_at_once(
 
     def names_the_withdrawn_anchor() -> bool:
         verdict = clients.validate([issued.certificate], "compromised-now")
-        assert not verdict.valid
+        if verdict.valid:
+            return False  # the stream has not brought the revocation yet
         assert list(verdict.reasons) == [REVOKED]
         return f"issuing CA {key_id} was revoked" in verdict.message
 
