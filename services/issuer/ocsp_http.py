@@ -40,6 +40,13 @@ BODY_SECONDS = 5.0
 # cannot queue the responder's thread pool full and starve the others.
 # Requests awaiting a lookup another request started are not counted.
 MAX_IN_FLIGHT_PER_CLIENT = 4
+# Requests of all clients together that may wait for the pool at once: more
+# clients than that (many addresses, each within its own limit) are answered
+# tryLater, so that the pool's queue, which CRL and CA certificate fetches
+# share, stays short.
+MAX_IN_FLIGHT = 32
+# The in-flight counter's entry for every client together (no address).
+_EVERYONE = "*"
 _KEY_ID = re.compile(r"[0-9a-fA-F]{2,128}")
 _log = get_logger(__name__)
 
@@ -137,23 +144,27 @@ async def _run_limited(
     in_flight: collections.Counter[str],
     client: str,
 ) -> ocsp.OcspAnswer:
-    """Answer in the thread pool, within the client's in-flight limit; a
-    claimed lookup is released when the request is refused."""
-    try:
-        if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
-            raise ocsp.OcspRefusal(
-                ocsp.TRY_LATER,
-                f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests "
-                "in progress already",
-            )
-    except ocsp.OcspRefusal:
+    """Answer in the thread pool, within the client's in-flight limit and
+    the listener's; a claimed lookup is released when the request is
+    refused."""
+    refusal = None
+    if in_flight[client] >= MAX_IN_FLIGHT_PER_CLIENT:
+        refusal = (
+            f"client {client} has {MAX_IN_FLIGHT_PER_CLIENT} requests in progress "
+            "already"
+        )
+    elif in_flight[_EVERYONE] >= MAX_IN_FLIGHT:
+        refusal = f"the responder has {MAX_IN_FLIGHT} requests in progress already"
+    if refusal is not None:
         if claim is not None:
             responder.abandon(claim)
-        raise
+        raise ocsp.OcspRefusal(ocsp.TRY_LATER, refusal)
     in_flight[client] += 1
+    in_flight[_EVERYONE] += 1
     try:
         return await run_blocking(lambda: responder.respond(der, claim))
     finally:
+        in_flight[_EVERYONE] -= 1
         in_flight[client] -= 1
         if not in_flight[client]:
             del in_flight[client]

@@ -19,6 +19,7 @@ from cryptography.x509 import ocsp
 from services.common import identifiers, metrics
 from services.common.errors import Unavailable
 from services.common.rpc import open_channel
+from services.issuer import ocsp_http
 from services.registry.client import RegistryClient
 from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
@@ -436,3 +437,30 @@ def test_a_revocation_while_a_lookup_is_claimed_answers_revoked(
     again = responder.respond_from_memory(nonce_request(issued))
     assert again is not None
     assert again.statuses == ("revoked",)
+
+
+def test_the_listener_limits_requests_in_progress_across_clients(
+    running: tuple[Suite, Clients], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each client address stays within its own limit, yet many addresses
+    together could queue the pool full (CRL and CA fetches wait in it too):
+    past the listener's limit a request that needs a thread is answered
+    tryLater at once, and answered again once the pool is free."""
+    monkeypatch.setattr(ocsp_http, "MAX_IN_FLIGHT", 1)
+    suite, clients = running
+    address = suite.publication
+    assert address is not None
+    waiting = known_issuers(suite, clients, tmp_path)
+    other = issue(clients, tmp_path / "other")
+    held = hold_registry(suite)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(answer, address, nonce_request(waiting))
+        assert held.entered.wait(10)
+        refused = answer(address, nonce_request(other))
+        held.release.set()
+        assert first.result(timeout=30).certificate_status == ocsp.OCSPCertStatus.GOOD
+
+    assert refused.response_status == ocsp.OCSPResponseStatus.TRY_LATER
+    again = answer(address, nonce_request(other))
+    assert again.certificate_status == ocsp.OCSPCertStatus.GOOD
