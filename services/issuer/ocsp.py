@@ -105,7 +105,6 @@ _HASHES: dict[str, Callable[[bytes], bytes]] = {
     SHA256: lambda data: hashlib.sha256(data).digest(),
 }
 _HASH_NAMES = {SHA1: "sha1", SHA256: "sha256"}
-_OIDS_BY_NAME = {name: oid for oid, name in _HASH_NAMES.items()}
 _HASH_CLASSES: dict[str, type[hashes.SHA1 | hashes.SHA256]] = {
     SHA1: hashes.SHA1,
     SHA256: hashes.SHA256,
