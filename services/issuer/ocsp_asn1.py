@@ -151,13 +151,6 @@ class _ResponseData:
 
 
 @asn1.sequence
-class _TemplateBasic:
-    tbs_response_data: _ResponseData
-    signature_algorithm: asn1.TLV
-    signature: asn1.TLV
-
-
-@asn1.sequence
 class _BasicResponse:
     tbs_response_data: _ResponseData
     signature_algorithm: asn1.TLV
@@ -205,7 +198,7 @@ def template(
     signed = builder.sign(private_key, signature_hash)
     outer = asn1.decode_der(_Response, signed.public_bytes(Encoding.DER))
     assert outer.response_bytes is not None
-    basic = asn1.decode_der(_TemplateBasic, outer.response_bytes.response)
+    basic = asn1.decode_der(_BasicResponse, outer.response_bytes.response)
     found = ResponseTemplate(
         data=basic.tbs_response_data,
         signature_algorithm=basic.signature_algorithm,
@@ -213,7 +206,7 @@ def template(
         responder=responder,
         plain=b"",
     )
-    plain = _assemble(found, basic.tbs_response_data, signed.signature)
+    plain = _assemble(found, basic.tbs_response_data, basic.signature.as_bytes())
     return dataclasses.replace(found, plain=plain)
 
 
