@@ -20,6 +20,7 @@ from services.common import identifiers, metrics
 from services.common.errors import Unavailable
 from services.common.rpc import open_channel
 from services.issuer import ocsp_http
+from services.issuer.ocsp import OcspResponder, SharedLookup
 from services.registry.client import RegistryClient
 from services.suite import Suite, start_suite
 from tessera.common.v1 import common_pb2
@@ -354,6 +355,22 @@ def test_unavailable_is_what_a_closed_registry_port_raises() -> None:
         channel.close()
 
 
+def _claimed_lookup(
+    suite: Suite, clients: Clients, tmp_path: Path
+) -> tuple[OcspResponder, Issued, bytes, SharedLookup]:
+    """A certificate whose status lookup a nonce request on the event loop
+    has claimed but not run (as while it waits for a thread): the
+    responder, the certificate, that request and its claim."""
+    responder = suite.ocsp_responder
+    assert responder is not None
+    issued = known_issuers(suite, clients, tmp_path)
+    claimant_request = nonce_request(issued)
+    pending, claim = responder.join_or_claim(claimant_request)
+    assert pending is None
+    assert claim is not None
+    return responder, issued, claimant_request, claim
+
+
 @pytest.mark.parametrize("waiting", ["several", "no-nonce"])
 def test_a_thread_never_waits_for_a_lookup_whose_claimant_is_still_queued(
     running: tuple[Suite, Clients], tmp_path: Path, waiting: str
@@ -366,14 +383,10 @@ def test_a_thread_never_waits_for_a_lookup_whose_claimant_is_still_queued(
     listener froze for good. The claimant then answers from what they
     fetched, and nothing awaiting the claim is given an empty result."""
     suite, clients = running
-    responder = suite.ocsp_responder
-    assert responder is not None
-    issued = known_issuers(suite, clients, tmp_path)
+    responder, issued, claimant_request, claim = _claimed_lookup(
+        suite, clients, tmp_path
+    )
     serial = issued.certificate.serial_number
-    claimant_request = nonce_request(issued)
-    pending, claim = responder.join_or_claim(claimant_request)
-    assert pending is None
-    assert claim is not None
     if waiting == "several":
         other = request_der(
             [
@@ -412,13 +425,10 @@ def test_a_revocation_while_a_lookup_is_claimed_answers_revoked(
     not run: requests without nonce, the claimant and those awaiting the
     claim all answer "revoked" (never internalError)."""
     suite, clients = running
-    responder = suite.ocsp_responder
-    assert responder is not None
-    issued = known_issuers(suite, clients, tmp_path)
+    responder, issued, claimant_request, claim = _claimed_lookup(
+        suite, clients, tmp_path
+    )
     serial = issued.certificate.serial_number
-    claimant_request = nonce_request(issued)
-    _, claim = responder.join_or_claim(claimant_request)
-    assert claim is not None
     joined, none = responder.join_or_claim(nonce_request(issued))
     assert joined is claim.future
     assert none is None
